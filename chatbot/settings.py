@@ -1,0 +1,226 @@
+"""Settings for the chatbot monolith, read once from the environment.
+
+Every setting an operator can change is read here with django-environ and a typed default (see the
+README's settings table and ../CONTRACT names). Application code reads ``settings.X`` lazily, never
+``os.environ``, so ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env file is read when present (development convenience); the real environment wins.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# --- Django core -------------------------------------------------------------------------------
+DEV_SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production"
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set: production (DJANGO_DEBUG=false) refuses to start with the "
+        "development key. Set DJANGO_SECRET_KEY to a long random value."
+    )
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_rq",
+    "conversations",
+    "messenger",
+    "observability",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatbot.urls"
+WSGI_APPLICATION = "chatbot.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if env.str("DATABASE_TEST_NAME", default=""):
+    # Lets several test runs share one PostgreSQL server without fighting over test_<name>.
+    DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Redis: cache (recent history, circuit breaker) and rq queues ----------------------------
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Seconds; a Redis that does not answer must fail fast, never hold up the webhook.
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=1.0)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "chatbot",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+        },
+    }
+}
+
+MESSENGER_FAST_QUEUE = "messenger_fast"
+MESSENGER_SLOW_QUEUE = "messenger_slow"
+_RQ_QUEUE = {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env.int("RQ_DEFAULT_TIMEOUT", default=180)}
+RQ_QUEUES = {
+    MESSENGER_FAST_QUEUE: dict(_RQ_QUEUE),
+    MESSENGER_SLOW_QUEUE: dict(_RQ_QUEUE),
+}
+RQ = {
+    # Enqueue only after the surrounding transaction commits: a job never sees a row it can't load.
+    "COMMIT_MODE": "on_db_commit",
+    "WORKER_CLASS": "messenger.worker.MessengerWorker",
+}
+RQ_SHOW_ADMIN_LINK = True
+
+# --- Django REST framework --------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # The webhook authenticates by signature inside the view; nothing else in the API uses sessions.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+}
+
+# --- Messenger channel ---------------------------------------------------------------------------
+MESSENGER_APP_SECRET = env.str("MESSENGER_APP_SECRET", default="")
+MESSENGER_VERIFY_TOKEN = env.str("MESSENGER_VERIFY_TOKEN", default="")
+MESSENGER_PAGE_ACCESS_TOKEN = env.str("MESSENGER_PAGE_ACCESS_TOKEN", default="")
+MESSENGER_GRAPH_API_URL = env.str(
+    "MESSENGER_GRAPH_API_URL", default="https://graph.facebook.com/v25.0"
+).rstrip("/")
+MESSENGER_PROCESSING_TIMEOUT_MS = env.int("MESSENGER_PROCESSING_TIMEOUT_MS", default=15000)
+MESSENGER_SEND_TIMEOUT_MS = env.int("MESSENGER_SEND_TIMEOUT_MS", default=5000)
+MESSENGER_MAX_RETRIES = env.int("MESSENGER_MAX_RETRIES", default=3)
+MESSENGER_RETRY_BASE_MS = env.int("MESSENGER_RETRY_BASE_MS", default=1000)
+MESSENGER_CIRCUIT_FAILURE_THRESHOLD = env.int("MESSENGER_CIRCUIT_FAILURE_THRESHOLD", default=5)
+MESSENGER_CIRCUIT_COOLDOWN_MS = env.int("MESSENGER_CIRCUIT_COOLDOWN_MS", default=30000)
+MESSENGER_SHUTDOWN_TIMEOUT_MS = env.int("MESSENGER_SHUTDOWN_TIMEOUT_MS", default=10000)
+MESSENGER_HISTORY_LIMIT = env.int("MESSENGER_HISTORY_LIMIT", default=10)
+MESSENGER_CONVERSATION_TTL_SECONDS = env.int("MESSENGER_CONVERSATION_TTL_SECONDS", default=3600)
+# Largest webhook body accepted, in bytes; larger bodies get 413 before they are read.
+MESSENGER_MAX_BODY_BYTES = env.int("MESSENGER_MAX_BODY_BYTES", default=1024 * 1024)
+# Texts of this many characters or more are "long": still messenger_fast, with a longer job timeout.
+MESSENGER_LONG_TEXT_CHARS = env.int("MESSENGER_LONG_TEXT_CHARS", default=200)
+# How often a worker looks for messages whose worker died mid-job, and puts them back.
+MESSENGER_RECOVERY_INTERVAL_SECONDS = env.int("MESSENGER_RECOVERY_INTERVAL_SECONDS", default=15)
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, MESSENGER_MAX_BODY_BYTES + 1)
+
+if not DEBUG and not MESSENGER_APP_SECRET:
+    raise ImproperlyConfigured(
+        "MESSENGER_APP_SECRET is not set: production (DJANGO_DEBUG=false) refuses to start without "
+        "the app secret that verifies Facebook's webhook signatures."
+    )
+
+# --- Chat engine ---------------------------------------------------------------------------------
+CHATBOT_ENGINE = env.str("CHATBOT_ENGINE", default="rules")
+CHATBOT_API_URL = env.str("CHATBOT_API_URL", default="").rstrip("/")
+CHATBOT_API_KEY = env.str("CHATBOT_API_KEY", default="")
+CHATBOT_MODEL = env.str("CHATBOT_MODEL", default="")
+CHATBOT_RULES_FILE = env.path("CHATBOT_RULES_FILE", default=str(BASE_DIR / "chatbot" / "rules.json"))
+CHATBOT_SYSTEM_PROMPT = env.str(
+    "CHATBOT_SYSTEM_PROMPT",
+    default=(
+        "You are the friendly assistant of our Facebook page. Answer briefly and helpfully, "
+        "in plain text, in the language the user writes in."
+    ),
+)
+
+# --- Observability -------------------------------------------------------------------------------
+OBSERVABILITY_PSID_HASH_KEY = env.str(
+    "OBSERVABILITY_PSID_HASH_KEY",
+    default=hashlib.sha256(("observability-psid:" + SECRET_KEY).encode()).hexdigest(),
+)
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "observability.logging.ContextFilter"}},
+    "formatters": {
+        "text": {"()": "observability.logging.TextFormatter"},
+        "json": {"()": "observability.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "rq": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
+
+# --- Benchmarks only -----------------------------------------------------------------------------
+# Exposes a bare DRF view at /bench/baseline so bench/ingress.py can measure the framework's floor.
+BENCH_BASELINE_ROUTE = env.bool("BENCH_BASELINE_ROUTE", default=False)
+
+if not DEBUG:
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
+    CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)

@@ -1,0 +1,44 @@
+"""``/healthz``: is the database there, is Redis there. Load balancers and ops read it."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+from django_redis import get_redis_connection
+
+logger = logging.getLogger("messenger.health")
+
+
+def _check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"; it is reported
+        logger.warning("messenger.health.database-down", extra={"error": type(exc).__name__})
+        return type(exc).__name__
+    return None
+
+
+def _check_redis() -> str | None:
+    try:
+        get_redis_connection("default").ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"; it is reported
+        logger.warning("messenger.health.redis-down", extra={"error": type(exc).__name__})
+        return type(exc).__name__
+    return None
+
+
+@require_GET
+def healthz(request):
+    """200 ``{"status": "ok", ...}`` when both answer; 503 naming the one that does not."""
+    failures = {name: err for name, err in (("database", _check_database()), ("redis", _check_redis())) if err}
+    checks = {name: ("down" if name in failures else "ok") for name in ("database", "redis")}
+    if failures:
+        return JsonResponse(
+            {"status": "unavailable", "checks": checks, "failing": sorted(failures)}, status=503
+        )
+    return JsonResponse({"status": "ok", "checks": checks})

@@ -1,0 +1,95 @@
+"""The durable inbox: every inbound user message is kept here before Facebook gets its 200.
+
+An :class:`InboundMessage` row is the unit of work of the pipeline and records what happened to it
+(``status`` and ``status_reason``). Its :class:`OutboundPart` rows record, part by part, which pieces
+of the reply went out, so a job that runs twice never sends a part twice.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class InboundMessage(models.Model):
+    class Kind(models.TextChoices):
+        TEXT = "text", "Text"
+        QUICK_REPLY = "quick_reply", "Quick reply"
+        ATTACHMENTS = "attachments", "Attachments"
+        POSTBACK = "postback", "Postback"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (kept, not on a queue)"
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        ANSWERED = "answered", "Answered"
+        NO_REPLY = "no_reply", "Needs no reply"
+        HANDED_OVER = "handed_over", "Stored; a human has the conversation"
+        DEFERRED = "deferred", "Deferred (Send API unavailable)"
+        EXPIRED = "expired", "Expired (outside the messaging window)"
+        FAILED = "failed", "Failed"
+
+    # Facebook's message id; postbacks get a stable id derived from their content.
+    mid = models.CharField(max_length=255, unique=True)
+    page_id = models.CharField(max_length=64)
+    psid = models.CharField("PSID", max_length=64)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    text = models.TextField(blank=True, default="")
+    payload = models.TextField(blank=True, default="", help_text="Postback or quick-reply payload")
+    title = models.CharField(max_length=255, blank=True, default="", help_text="Postback title")
+    attachments = models.JSONField(default=list, blank=True)
+    raw = models.JSONField(default=dict, help_text="The messaging item as Facebook sent it")
+    fb_timestamp = models.BigIntegerField(help_text="Facebook's event time, ms since the epoch")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_reason = models.CharField(max_length=255, blank=True, default="")
+    queue_name = models.CharField(max_length=32, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    worker_name = models.CharField(max_length=255, blank=True, default="")
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # The generated reply, kept so a re-run sends the same parts instead of asking the engine again.
+    intent = models.CharField(max_length=64, blank=True, default="")
+    confidence = models.FloatField(null=True, blank=True)
+    conversation = models.ForeignKey(
+        "conversations.Conversation", null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["page_id", "psid", "fb_timestamp", "id"], name="inbound_sender_idx"),
+            models.Index(fields=["status", "received_at"], name="inbound_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.mid} ({self.status})"
+
+
+class OutboundPart(models.Model):
+    """One Send API call of a reply (a message part or a sender action), recorded as it goes."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    inbound = models.ForeignKey(InboundMessage, on_delete=models.CASCADE, related_name="parts")
+    position = models.PositiveSmallIntegerField()
+    body = models.JSONField(help_text="The Send API 'message' object for this part")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    fb_message_id = models.CharField(max_length=255, blank=True, default="")
+    error_kind = models.CharField(max_length=32, blank=True, default="")
+    error_code = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["inbound", "position"], name="outbound_part_position")
+        ]
+        ordering = ["inbound_id", "position"]
+
+    def __str__(self) -> str:
+        return f"Part {self.position} of {self.inbound_id} ({self.status})"

@@ -1,0 +1,43 @@
+"""Signals the message pipeline sends at each step; ``observability`` records them.
+
+Every signal is sent with ``sender=`` the module that emits it and keyword arguments:
+
+- ``message_received``: ``inbound`` (messenger.models.InboundMessage), ``latency_ms`` (time the
+  webhook took to keep it, may be ``None``).
+- ``intent_classified``: ``inbound``, ``intent`` (str), ``confidence`` (float), ``latency_ms``.
+- ``response_generated``: ``inbound``, ``intent``, ``part_count`` (int), ``latency_ms``, ``timed_out``.
+- ``response_sent``: ``inbound``, ``part_count``, ``latency_ms`` (this step), ``end_to_end_ms``
+  (from Facebook's event timestamp), ``since_receipt_ms`` (from our receipt).
+- ``send_failed``: ``inbound``, ``error_kind`` (str), ``error_code`` (int | None), ``latency_ms``.
+- ``message_deferred``: ``inbound``, ``reason`` (str), ``retry_in_ms`` (int).
+- ``message_expired``: ``inbound``, ``reason`` (str).
+
+Send them with :func:`send_safely`: a receiver that raises is logged and never stops a message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.dispatch import Signal
+
+logger = logging.getLogger("messenger.signals")
+
+message_received = Signal()
+intent_classified = Signal()
+response_generated = Signal()
+response_sent = Signal()
+send_failed = Signal()
+message_deferred = Signal()
+message_expired = Signal()
+
+
+def send_safely(signal: Signal, sender: object, **kwargs) -> None:
+    """Send ``signal`` to every receiver; a failing receiver is logged, never raised."""
+    for receiver, result in signal.send_robust(sender=sender, **kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "messenger.signals.receiver-failed",
+                exc_info=(type(result), result, result.__traceback__),
+                extra={"receiver": getattr(receiver, "__qualname__", repr(receiver))},
+            )

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class ObservabilityConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "observability"
+
+    def ready(self) -> None:
+        # Connect the receivers that turn pipeline signals into Event rows.
+        from observability import receivers  # noqa: F401

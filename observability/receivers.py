@@ -1,0 +1,1 @@
+"""Receivers that record pipeline signals as observability events (connected in apps.ready)."""
