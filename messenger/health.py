@@ -35,7 +35,8 @@ def _check_redis() -> str | None:
 @require_GET
 def healthz(request):
     """200 ``{"status": "ok", ...}`` when both answer; 503 naming the one that does not."""
-    failures = {name: err for name, err in (("database", _check_database()), ("redis", _check_redis())) if err}
+    results = {"database": _check_database(), "redis": _check_redis()}
+    failures = {name: error for name, error in results.items() if error}
     checks = {name: ("down" if name in failures else "ok") for name in ("database", "redis")}
     if failures:
         return JsonResponse(
