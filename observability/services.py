@@ -1,0 +1,111 @@
+"""Writing observability events.
+
+One public service, :func:`event_record`, turns one pipeline step into one :class:`Event` row. Its
+contract is that recording can never break or hold up the handling of a message:
+
+- the insert runs in its own ``transaction.atomic()`` block, which is a savepoint when the caller is
+  already in a transaction (the webhook sends ``message_received`` inside its own atomic block), so
+  a failed insert rolls back to that savepoint and leaves the caller's transaction usable;
+- any error is logged as ``observability.event.record-failed`` (with the error type, ``mid`` and
+  ``psid_hash``) and swallowed: the function returns ``None`` instead of raising.
+
+The raw PSID is hashed here with :func:`observability.hashing.hash_psid` and never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Protocol
+
+from django.db import transaction
+
+from observability.hashing import hash_psid
+from observability.models import Event
+
+logger = logging.getLogger("observability.events")
+
+PLATFORM_MESSENGER = "messenger"
+
+
+class InboundLike(Protocol):
+    """What :func:`event_record` reads from an inbound message (messenger.models.InboundMessage)."""
+
+    id: int | None
+    mid: str
+    psid: str
+    conversation_id: int | None
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as something JSONField stores losslessly: numbers, strings, bools, lists, dicts.
+
+    Non-finite floats become ``None`` (JSON has no NaN), unknown objects their ``str``.
+    """
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    try:
+        return float(value)  # Decimal, numpy scalars and the like
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _latency(value: Any) -> float | None:
+    """A latency in milliseconds as a finite, non-negative float, or ``None`` when unknown."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def event_record(
+    *,
+    event_type: str,
+    inbound: InboundLike | None = None,
+    latency_ms: float | None = None,
+    detail: dict[str, Any] | None = None,
+    platform: str = PLATFORM_MESSENGER,
+) -> Event | None:
+    """Record one pipeline step as an :class:`Event`; return it, or ``None`` when recording failed.
+
+    ``inbound`` supplies ``mid``, ``psid`` (hashed, never stored raw), ``id`` and
+    ``conversation_id``; ``detail`` holds step-specific context (intent, error kind, ...) and must
+    never contain a raw PSID. Never raises: see the module docstring.
+    """
+    mid = str(getattr(inbound, "mid", "") or "")
+    psid_hash = ""
+    try:
+        psid_hash = hash_psid(getattr(inbound, "psid", None))
+        with transaction.atomic():
+            return Event.objects.create(
+                event_type=event_type,
+                platform=platform,
+                psid_hash=psid_hash,
+                conversation_id=getattr(inbound, "conversation_id", None),
+                inbound_id=getattr(inbound, "id", None),
+                mid=mid,
+                latency_ms=_latency(latency_ms),
+                detail=_json_safe(detail or {}),
+            )
+    # Any error at all: the contract is that an event never breaks a message. Logged, not raised.
+    except Exception as exc:
+        logger.error(
+            "observability.event.record-failed",
+            exc_info=True,
+            extra={
+                "event_type": event_type,
+                "error_type": type(exc).__name__,
+                "mid": mid or "-",
+                "psid_hash": psid_hash or "-",
+            },
+        )
+        return None
