@@ -20,7 +20,7 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # --- Django core -------------------------------------------------------------------------------
-DEV_SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production"  # noqa: S105 - refused below
+DEV_SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production"  # refused in production below
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 ALLOWED_HOSTS = env.list(
@@ -177,6 +177,8 @@ CHATBOT_ENGINE = env.str("CHATBOT_ENGINE", default="rules")
 CHATBOT_API_URL = env.str("CHATBOT_API_URL", default="").rstrip("/")
 CHATBOT_API_KEY = env.str("CHATBOT_API_KEY", default="")
 CHATBOT_MODEL = env.str("CHATBOT_MODEL", default="")
+# The openai engine's own HTTP timeout; it never waits longer than the pipeline's remaining budget.
+CHATBOT_API_TIMEOUT_MS = env.int("CHATBOT_API_TIMEOUT_MS", default=10000)
 CHATBOT_RULES_FILE = env.path("CHATBOT_RULES_FILE", default=str(BASE_DIR / "chatbot" / "rules.json"))
 CHATBOT_SYSTEM_PROMPT = env.str(
     "CHATBOT_SYSTEM_PROMPT",

@@ -1,0 +1,248 @@
+"""The durable inbox: keep every actionable event before answering Facebook, then queue its job.
+
+``inbox_keep_events`` writes the rows (unique on Facebook's message id, so a redelivery is a no-op)
+in one transaction; ``inbox_enqueue`` puts their jobs on the queue the routing rule picks, after the
+commit. If Redis can't take a job the row stays ``pending`` and ``inbox_requeue`` (run by
+``manage.py messenger_requeue`` and by every worker's recovery sweep) puts it back later. A row is
+therefore never lost: it is answered, or it says why not, or it is waiting to be queued again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import redis
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from messenger.models import InboundMessage
+from messenger.parsing import EventKind, MessagingEvent
+from messenger.queues import get_queue
+from messenger.routing import route_for
+from messenger.signals import message_received, send_safely
+from observability.hashing import hash_psid
+
+logger = logging.getLogger("messenger.inbox")
+
+JOB_FUNCTION = "messenger.jobs.process_inbound"
+# Redis key a worker keeps alive while it processes a message; its absence means the worker died.
+INFLIGHT_KEY = "messenger:inflight:{id}"
+
+# Statuses of rows that still need work; the others are final.
+OPEN_STATUSES = (
+    InboundMessage.Status.PENDING,
+    InboundMessage.Status.QUEUED,
+    InboundMessage.Status.PROCESSING,
+    InboundMessage.Status.DEFERRED,
+)
+_ALIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+
+
+def job_id_for(inbound_id: int) -> str:
+    """One rq job id per inbound message: re-enqueueing replaces the job instead of adding one."""
+    return f"inbound-{inbound_id}"
+
+
+@dataclass
+class KeepResult:
+    kept: list[InboundMessage] = field(default_factory=list)
+    duplicates: int = 0
+    ignored: Counter = field(default_factory=Counter)
+
+
+def _kind_of(event: MessagingEvent) -> str:
+    if event.kind is EventKind.POSTBACK:
+        return InboundMessage.Kind.POSTBACK
+    if event.attachments:
+        return InboundMessage.Kind.ATTACHMENTS
+    if event.is_quick_reply:
+        return InboundMessage.Kind.QUICK_REPLY
+    return InboundMessage.Kind.TEXT
+
+
+def _row_for(event: MessagingEvent, received_at: datetime) -> InboundMessage:
+    kind = _kind_of(event)
+    route = route_for(kind=kind, text=event.text, has_attachments=bool(event.attachments))
+    return InboundMessage(
+        mid=event.mid,
+        page_id=event.page_id,
+        psid=event.sender_id,
+        kind=kind,
+        text=event.text,
+        payload=event.payload,
+        title=event.title,
+        attachments=[a.to_dict() for a in event.attachments],
+        raw=dict(event.raw),
+        fb_timestamp=event.timestamp,
+        received_at=received_at,
+        status=InboundMessage.Status.QUEUED,
+        queue_name=route.queue,
+    )
+
+
+def inbox_keep_events(
+    *, events: Sequence[MessagingEvent], received_at: datetime | None = None, started: float | None = None
+) -> KeepResult:
+    """Store every actionable event of one webhook body; duplicates (redeliveries) are counted, not stored.
+
+    ``events`` come from :func:`messenger.parsing.parse_webhook`, each sender's in timestamp order, so
+    row ids ascend in that order too. Runs in one transaction; ``message_received`` is sent for each
+    new row inside it. ``started`` (``time.perf_counter()`` at request start) gives the latency.
+    """
+    received_at = received_at or timezone.now()
+    result = KeepResult()
+    candidates: list[MessagingEvent] = []
+    seen: set[str] = set()
+    for event in events:
+        if not event.actionable or not event.sender_id or event.sender_id == event.page_id:
+            result.ignored[event.kind.value] += 1
+            continue
+        if event.mid in seen:
+            result.duplicates += 1
+            continue
+        seen.add(event.mid)
+        candidates.append(event)
+    if not candidates:
+        return result
+
+    with transaction.atomic():
+        existing = set(
+            InboundMessage.objects.filter(mid__in=[e.mid for e in candidates]).values_list("mid", flat=True)
+        )
+        result.duplicates += len(existing)
+        rows = [_row_for(e, received_at) for e in candidates if e.mid not in existing]
+        try:
+            with transaction.atomic():
+                result.kept = InboundMessage.objects.bulk_create(rows)
+        except IntegrityError:
+            # A concurrent redelivery stored some of them first: keep the rest one by one.
+            for row in rows:
+                try:
+                    with transaction.atomic():
+                        row.save(force_insert=True)
+                    result.kept.append(row)
+                except IntegrityError:
+                    result.duplicates += 1
+        latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
+        for row in result.kept:
+            send_safely(message_received, sender=inbox_keep_events, inbound=row, latency_ms=latency_ms)
+    for row in result.kept:
+        logger.info(
+            "messenger.inbox.kept",
+            extra={
+                "mid": row.mid,
+                "psid_hash": hash_psid(row.psid),
+                "kind": row.kind,
+                "queue": row.queue_name,
+            },
+        )
+    return result
+
+
+def _enqueue_one(row: InboundMessage, *, at: datetime | None = None) -> None:
+    route = route_for(kind=row.kind, text=row.text, has_attachments=bool(row.attachments))
+    queue = get_queue(route.queue)
+    options = {
+        "job_id": job_id_for(row.id),
+        "job_timeout": route.job_timeout,
+        "result_ttl": 600,
+        "failure_ttl": 7 * 24 * 3600,
+        "description": f"messenger inbound {row.id} ({route.reason})",
+    }
+    if at is None:
+        queue.enqueue(JOB_FUNCTION, row.id, **options)
+    else:
+        queue.enqueue_at(at, JOB_FUNCTION, row.id, **options)
+
+
+def inbox_enqueue(*, rows: Iterable[InboundMessage]) -> tuple[int, int]:
+    """Queue the job of each row (already committed). Returns ``(queued, left_pending)``.
+
+    A row whose job Redis would not take is set back to ``pending`` with the reason, for
+    ``messenger_requeue`` and the workers' recovery sweep; the caller still answers 200.
+    """
+    queued, failed_ids = 0, []
+    for row in rows:
+        try:
+            _enqueue_one(row)
+            queued += 1
+        except redis.RedisError as exc:
+            failed_ids.append(row.id)
+            logger.error(
+                "messenger.inbox.enqueue-failed",
+                extra={"mid": row.mid, "psid_hash": hash_psid(row.psid), "error": type(exc).__name__},
+            )
+    if failed_ids:
+        InboundMessage.objects.filter(id__in=failed_ids, status=InboundMessage.Status.QUEUED).update(
+            status=InboundMessage.Status.PENDING, status_reason="queue unavailable when received"
+        )
+    return queued, len(failed_ids)
+
+
+def inbox_schedule_retry(*, inbound: InboundMessage, delay_ms: int) -> None:
+    """Run this message's job again in ``delay_ms`` (rq's scheduler, ``--with-scheduler``)."""
+    _enqueue_one(inbound, at=timezone.now() + timedelta(milliseconds=delay_ms))
+
+
+def _job_alive(row: InboundMessage, connection: redis.Redis) -> bool:
+    try:
+        job = Job.fetch(job_id_for(row.id), connection=connection)
+        status = job.get_status(refresh=False)
+    except NoSuchJobError:
+        return False
+    return status in _ALIVE_JOB_STATUSES
+
+
+@dataclass
+class RequeueResult:
+    requeued: list[int] = field(default_factory=list)
+    skipped_alive: int = 0
+
+
+def inbox_requeue(
+    *, min_age: timedelta = timedelta(seconds=10), now: datetime | None = None, limit: int = 1000
+) -> RequeueResult:
+    """Put back on the queues every kept message that is not answered and has no live job.
+
+    Covers: rows left ``pending`` (Redis was down), rows ``queued``/``deferred`` whose job vanished
+    (Redis restarted and lost it), and rows ``processing`` whose worker died (its in-flight key
+    expired). Rows younger than ``min_age`` are left alone: their webhook may still be enqueueing.
+    Idempotent: a row with a live job is not queued twice, and the job itself skips answered rows.
+    """
+    now = now or timezone.now()
+    result = RequeueResult()
+    rows = list(
+        InboundMessage.objects.filter(status__in=OPEN_STATUSES, received_at__lte=now - min_age).order_by(
+            "page_id", "psid", "fb_timestamp", "id"
+        )[:limit]
+    )
+    if not rows:
+        return result
+    connection = get_queue(rows[0].queue_name or "messenger_fast").connection
+    for row in rows:
+        if row.status == InboundMessage.Status.PROCESSING:
+            if connection.exists(INFLIGHT_KEY.format(id=row.id)):
+                result.skipped_alive += 1
+                continue
+        elif row.status != InboundMessage.Status.PENDING and _job_alive(row, connection):
+            result.skipped_alive += 1
+            continue
+        updated = InboundMessage.objects.filter(id=row.id, status=row.status).update(
+            status=InboundMessage.Status.QUEUED, status_reason="requeued"
+        )
+        if not updated:
+            continue  # a worker moved it on meanwhile
+        _enqueue_one(row)
+        result.requeued.append(row.id)
+        logger.warning(
+            "messenger.inbox.requeued",
+            extra={"mid": row.mid, "psid_hash": hash_psid(row.psid), "was": row.status},
+        )
+    return result
