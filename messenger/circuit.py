@@ -1,0 +1,253 @@
+"""A circuit breaker for the Send API whose state lives in Redis, shared by every process.
+
+Why: when Facebook's Send API is down, every worker and web process would otherwise keep calling it,
+each call waiting out its timeout and its retries, until the queues back up. The breaker counts
+consecutive API failures across all processes; past ``MESSENGER_CIRCUIT_FAILURE_THRESHOLD`` it
+*opens* and no process makes a Send API call for ``MESSENGER_CIRCUIT_COOLDOWN_MS``. After the
+cooldown the circuit is *half-open*: exactly one caller, in the whole deployment, gets a probe
+permit; the others keep being refused until the probe reports. A successful probe *closes* the
+circuit (count back to zero), a failed one *reopens* it for another cooldown.
+
+Why not pybreaker (1.4.1, read before writing this): its ``CircuitRedisState`` keeps the state in
+Redis, but the open -> half-open move is a read-compare-write in Python (``GET opened_at``, compare
+with the local clock, ``SET state half-open``), guarded only by a per-process ``threading.RLock``.
+Two processes past the cooldown both read "open, timeout elapsed" and both let a call through, so
+it cannot give one probe across processes. The same ``RLock`` is also held around the protected
+call itself, which would serialise every Send API call of a process. Here each transition is one
+Lua script, which Redis runs atomically, so concurrent callers are ordered by Redis itself.
+
+State: one hash per breaker, ``messenger:circuit:<name>``, with ``failures`` (consecutive count),
+``opened_until`` (ms since the epoch; absent or 0 = closed) and ``probe_until`` (lease of the
+probe in flight). The probe lease (twice the send timeout, at least one second) frees the probe
+slot if the probe's process dies before reporting, so the circuit can never stay half-open forever.
+Timestamps come from :func:`_now_ms` (this host's wall clock, which must be NTP-synchronised across
+hosts; skew of a few ms is irrelevant against a cooldown of seconds). Tests patch ``_now_ms``.
+
+What counts: the caller decides (see ``messenger.send_api``): transient, rate-limited and auth
+failures are API failures (:meth:`CircuitBreaker.record_failure`); a success resets the count
+(:meth:`CircuitBreaker.record_success`). A late success or failure of a call admitted before the
+circuit opened does not move an open circuit: only the probe decides.
+
+Redis down: the breaker *fails open*. An unreachable Redis must not stop replies, so ``acquire``
+allows the call, and nothing is recorded; each such event logs ``messenger.circuit.redis-unavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("messenger.circuit")
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+UNKNOWN = "unknown"  # state() when Redis cannot be read
+
+# KEYS[1] = state hash; ARGV = now_ms, probe_lease_ms.
+# Returns {allowed (0/1), is_probe (0/1), retry_after_ms}.
+_ACQUIRE_LUA = """
+local v = redis.call('HMGET', KEYS[1], 'opened_until', 'probe_until')
+local opened_until = tonumber(v[1]) or 0
+if opened_until == 0 then
+  return {1, 0, 0}
+end
+local now = tonumber(ARGV[1])
+if now < opened_until then
+  return {0, 0, opened_until - now}
+end
+local probe_until = tonumber(v[2]) or 0
+if probe_until > now then
+  return {0, 0, probe_until - now}
+end
+redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2]))
+return {1, 1, 0}
+"""
+
+# KEYS[1] = state hash; ARGV = now_ms, 'success'|'failure', is_probe (0/1), threshold, cooldown_ms.
+# Returns the transition: 'none', 'opened', 'reopened' or 'closed'.
+_RECORD_LUA = """
+local now = tonumber(ARGV[1])
+local is_probe = ARGV[3] == '1'
+local opened_until = tonumber(redis.call('HGET', KEYS[1], 'opened_until')) or 0
+if ARGV[2] == 'success' then
+  if opened_until == 0 then
+    if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DEL', KEYS[1]) end
+    return 'none'
+  end
+  if is_probe then
+    redis.call('DEL', KEYS[1])
+    return 'closed'
+  end
+  return 'none'
+end
+if is_probe then
+  redis.call('HSET', KEYS[1], 'opened_until', now + tonumber(ARGV[5]), 'probe_until', 0)
+  return 'reopened'
+end
+if opened_until > 0 then
+  return 'none'
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if failures >= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'opened_until', now + tonumber(ARGV[5]), 'probe_until', 0)
+  return 'opened'
+end
+return 'none'
+"""
+
+
+def _now_ms() -> int:
+    """Wall-clock milliseconds since the epoch: shared meaning across processes and hosts."""
+    return int(time.time() * 1000)
+
+
+def _redis():
+    """The Redis client of the ``default`` cache (django-redis), where the breaker keeps its state."""
+    return get_redis_connection("default")
+
+
+@dataclass(frozen=True)
+class Permit:
+    """The answer of :meth:`CircuitBreaker.acquire`.
+
+    ``allowed``: the caller may make the HTTP call. ``is_probe``: this call is the single half-open
+    probe; the caller must report its outcome (and should not retry it). ``retry_after_ms``: when
+    refused, how long until asking again makes sense. ``degraded``: Redis was unreachable and the
+    call is allowed without protection.
+    """
+
+    allowed: bool
+    is_probe: bool = False
+    retry_after_ms: int = 0
+    degraded: bool = False
+
+
+class CircuitBreaker:
+    """A named breaker; instances hold no state of their own, so one per process is enough."""
+
+    def __init__(self, name: str = "send_api") -> None:
+        self.name = name
+        self.key = f"messenger:circuit:{name}"
+        self._scripts_lock = threading.Lock()
+        self._scripts: tuple[object, object, object] | None = None  # (client, acquire, record)
+
+    # --- public API -------------------------------------------------------------------------
+    def acquire(self) -> Permit:
+        """Ask whether a call may go out now. Never raises; fails open when Redis is down."""
+        try:
+            client, acquire_script, _ = self._bound_scripts()
+            allowed, is_probe, retry_after = acquire_script(
+                keys=[self.key], args=[_now_ms(), self._probe_lease_ms()], client=client
+            )
+        except RedisError as exc:
+            self._redis_unavailable("acquire", exc)
+            return Permit(allowed=True, degraded=True)
+        permit = Permit(allowed=bool(allowed), is_probe=bool(is_probe), retry_after_ms=int(retry_after))
+        if permit.is_probe:
+            logger.info("messenger.circuit.probe", extra={"circuit": self.name})
+        return permit
+
+    def record_success(self, permit: Permit) -> str:
+        """Report a call that reached the API and was answered; returns the transition name."""
+        return self._record(permit, "success")
+
+    def record_failure(self, permit: Permit) -> str:
+        """Report an API failure (transient, rate limit, auth); returns the transition name.
+
+        ``"opened"`` or ``"reopened"`` tell the caller the circuit is now open: stop retrying.
+        """
+        return self._record(permit, "failure")
+
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"``; ``"unknown"`` when Redis cannot be read."""
+        try:
+            opened_until = _redis().hget(self.key, "opened_until")
+        except RedisError as exc:
+            self._redis_unavailable("state", exc)
+            return UNKNOWN
+        opened_until = int(opened_until or 0)
+        if opened_until == 0:
+            return CLOSED
+        return OPEN if _now_ms() < opened_until else HALF_OPEN
+
+    def failure_count(self) -> int:
+        """Consecutive API failures counted so far (0 when Redis cannot be read)."""
+        try:
+            return int(_redis().hget(self.key, "failures") or 0)
+        except RedisError as exc:
+            self._redis_unavailable("failure_count", exc)
+            return 0
+
+    def reset(self) -> None:
+        """Close the circuit and forget the count (tests; an operator after fixing the cause)."""
+        try:
+            _redis().delete(self.key)
+        except RedisError as exc:
+            self._redis_unavailable("reset", exc)
+
+    # --- internals --------------------------------------------------------------------------
+    def _record(self, permit: Permit, outcome: str) -> str:
+        if permit.degraded:
+            return "none"  # Redis was down when the call was admitted; nothing to keep consistent
+        threshold = max(1, int(settings.MESSENGER_CIRCUIT_FAILURE_THRESHOLD))
+        cooldown_ms = max(0, int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS))
+        try:
+            client, _, record_script = self._bound_scripts()
+            raw = record_script(
+                keys=[self.key],
+                args=[_now_ms(), outcome, int(permit.is_probe), threshold, cooldown_ms],
+                client=client,
+            )
+        except RedisError as exc:
+            self._redis_unavailable(f"record_{outcome}", exc)
+            return "none"
+        transition = raw.decode() if isinstance(raw, bytes) else str(raw)
+        context = {"circuit": self.name, "threshold": threshold, "cooldown_ms": cooldown_ms}
+        if transition == "opened":
+            logger.error("messenger.circuit.opened", extra=context)
+        elif transition == "reopened":
+            logger.warning("messenger.circuit.reopened", extra=context)
+        elif transition == "closed":
+            logger.warning("messenger.circuit.closed", extra=context)
+        return transition
+
+    def _bound_scripts(self):
+        client = _redis()
+        scripts = self._scripts
+        if scripts is None or scripts[0] is not client:
+            with self._scripts_lock:
+                # register_script only hashes the source; EVALSHA falls back to EVAL when needed.
+                scripts = (client, client.register_script(_ACQUIRE_LUA), client.register_script(_RECORD_LUA))
+                self._scripts = scripts
+        return scripts
+
+    @staticmethod
+    def _probe_lease_ms() -> int:
+        return max(1000, 2 * int(settings.MESSENGER_SEND_TIMEOUT_MS))
+
+    def _redis_unavailable(self, operation: str, exc: Exception) -> None:
+        logger.error(
+            "messenger.circuit.redis-unavailable",
+            extra={"circuit": self.name, "operation": operation, "error": type(exc).__name__},
+        )
+
+
+_default_breaker: CircuitBreaker | None = None
+_default_lock = threading.Lock()
+
+
+def get_breaker() -> CircuitBreaker:
+    """The process-wide breaker of the Send API (its state is in Redis, shared by all processes)."""
+    global _default_breaker
+    if _default_breaker is None:
+        with _default_lock:
+            if _default_breaker is None:
+                _default_breaker = CircuitBreaker("send_api")
+    return _default_breaker

@@ -1,0 +1,525 @@
+"""The Send API client: every outbound message and sender action goes through here.
+
+Contract
+--------
+:func:`send_message` and :func:`send_sender_action` never raise for an API or network failure: they
+return a :class:`SendResult` whose ``error_kind`` says what happened. This module classifies,
+retries, trips the circuit breaker and logs; it does *not* change the database. The pipeline
+(``messenger`` jobs, another module) reacts to the result: it marks the conversation unreachable
+when ``permanent_for_recipient``, records ``send_failed`` for other failures, and for a
+``deferred`` result keeps the outbound part pending and reschedules it (an rq scheduled job) after
+``retry_after_ms``, giving up only once the reply would fall outside the 24-hour window.
+
+Request: ``POST {MESSENGER_GRAPH_API_URL}/me/messages`` with ``{"recipient": {"id": PSID},
+"messaging_type": "RESPONSE", "message": {...}}`` or ``{"recipient": {"id": PSID},
+"sender_action": "typing_on"}``, over one pooled ``requests.Session`` per process (recreated after a
+fork), each HTTP call bounded by ``MESSENGER_SEND_TIMEOUT_MS`` (connect and read each).
+
+The page token goes in an ``Authorization: Bearer`` header, not the ``access_token`` query
+parameter that Messenger's examples show. The Graph API accepts both; the header keeps the token out
+of every URL, so it cannot leak through ``requests`` exception texts (they quote the URL), urllib3's
+DEBUG line (``"POST /v25.0/me/messages?... HTTP/1.1" 200``), ``Response.url`` or proxy access logs.
+As a second line of defence, every exception text this module writes goes through :func:`_scrub`.
+The token is never in a log line, an exception text, a ``SendResult`` or a ``repr``.
+
+Dry run: with ``MESSENGER_PAGE_ACCESS_TOKEN`` empty nothing is sent; the body is logged as
+``messenger.send.dry-run`` (recipient replaced by its hash), appended to :data:`DRY_RUN_LOG` (the real
+body, for ``messenger_simulate``) and a success-shaped result with ``dry_run=True`` is returned.
+
+Facebook's errors
+-----------------
+Classified from the JSON envelope ``{"error": {"code", "error_subcode", "fbtrace_id", ...}}``, after
+Facebook's "Send API Error Codes" (https://developers.facebook.com/docs/messenger-platform/reference/send-api/error-codes)
+and "Common Error Codes" (https://developers.facebook.com/docs/messenger-platform/error-codes) pages:
+
+=====================  =====================================================================  =========
+kind                   codes                                                                  retried
+=====================  =====================================================================  =========
+transient              network errors, timeouts, HTTP 5xx, codes 1, 2, 1200, ``is_transient``  yes
+rate_limited           codes 4, 17, 32, 613, HTTP 429                                          yes, 4x wait
+recipient_unavailable  551 (e.g. subcode 1545041), subcode 1545041 with any code, 10/2018108  no
+outside_window         10 with 2018278 / 2018065 or "outside of allowed window"                no
+no_such_user           100 with 2018001 or "No matching user found"                            no
+auth                   190, 102, other 10s, 200-299 (permissions)                              no
+invalid_request        other 100s                                                              no
+unknown                anything else                                                           no
+=====================  =====================================================================  =========
+
+Retries (tenacity): a transient failure is retried up to ``MESSENGER_MAX_RETRIES`` times, waiting
+``MESSENGER_RETRY_BASE_MS * 2**(n-1)`` (1 s, 2 s, 4 s by default). A rate-limited failure waits
+:data:`RATE_LIMIT_WAIT_FACTOR` times longer (4 s, 8 s, 16 s): Facebook counts its throughput limits
+over a sliding window, so retrying after one second mostly lands in the same window and adds to the
+count. Every wait is capped at :data:`MAX_WAIT_MS`. No jitter: the circuit breaker, not randomness,
+is what stops a fleet of workers from hammering a failing API, and fixed waits are testable. Tests
+patch :func:`_sleep`.
+
+Circuit breaker (``messenger.circuit``): each HTTP attempt asks for a permit first. Every failed
+attempt of kind transient, rate_limited or auth is one API failure; a success resets the count; a
+recipient's own permanent error, invalid_request and unknown neither count nor reset (they say
+nothing about the API's health, and a flood of them must not hide an outage). When the circuit opens
+during our retries (our failure tripped it, or another process did), we stop retrying and return a
+``deferred`` result. A half-open probe is a single attempt without retries; any answer from Facebook
+other than an API failure (even "user unavailable") proves the API is up and closes the circuit.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
+
+from messenger.circuit import Permit, get_breaker
+from observability.hashing import hash_psid
+
+logger = logging.getLogger("messenger.send")
+
+RATE_LIMIT_WAIT_FACTOR = 4
+MAX_WAIT_MS = 30_000
+SENDER_ACTIONS = frozenset({"mark_seen", "typing_on", "typing_off"})
+
+# The last dry-run bodies (what would have been POSTed, token excluded), newest last.
+DRY_RUN_LOG: deque[dict] = deque(maxlen=100)
+
+
+class SendErrorKind(StrEnum):
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    RECIPIENT_UNAVAILABLE = "recipient_unavailable"
+    OUTSIDE_WINDOW = "outside_window"
+    NO_SUCH_USER = "no_such_user"
+    AUTH = "auth"
+    INVALID_REQUEST = "invalid_request"
+    CIRCUIT_OPEN = "circuit_open"
+    UNKNOWN = "unknown"
+
+
+RETRYABLE_KINDS = frozenset({SendErrorKind.TRANSIENT, SendErrorKind.RATE_LIMITED})
+# Failures that say the API (or our access to it) is unhealthy: they feed the circuit breaker.
+API_FAILURE_KINDS = frozenset({SendErrorKind.TRANSIENT, SendErrorKind.RATE_LIMITED, SendErrorKind.AUTH})
+PERMANENT_FOR_RECIPIENT_KINDS = frozenset(
+    {SendErrorKind.RECIPIENT_UNAVAILABLE, SendErrorKind.OUTSIDE_WINDOW, SendErrorKind.NO_SUCH_USER}
+)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one Send API request, after retries.
+
+    ``deferred`` is True when the circuit was (or became) open: the message was not delivered and
+    the caller keeps it pending and tries again after ``retry_after_ms``; then ``error_kind`` is
+    ``circuit_open`` and the code fields describe the last HTTP failure, if any.
+    """
+
+    ok: bool
+    message_id: str = ""
+    error_kind: SendErrorKind | None = None
+    error_code: int | None = None
+    error_subcode: int | None = None
+    fbtrace_id: str = ""
+    http_status: int | None = None
+    attempts: int = 0
+    dry_run: bool = False
+    deferred: bool = False
+    retry_after_ms: int | None = None
+
+    @property
+    def permanent_for_recipient(self) -> bool:
+        """True when retrying for this recipient is pointless (unavailable, window closed, unknown)."""
+        return self.error_kind in PERMANENT_FOR_RECIPIENT_KINDS
+
+
+# --- error classification ---------------------------------------------------------------------
+_TRANSIENT_CODES = frozenset({1, 2, 1200})
+_RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
+_OUTSIDE_WINDOW_SUBCODES = frozenset({2018278, 2018065})
+_RECIPIENT_UNAVAILABLE_SUBCODES = frozenset({1545041, 2018108})
+_NO_SUCH_USER_SUBCODES = frozenset({2018001})
+_NETWORK_EXCEPTIONS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def classify_error(
+    *, http_status: int | None, body: dict | None, exc: Exception | None = None
+) -> tuple[SendErrorKind, int | None, int | None, str]:
+    """Map a failed Send API call to ``(kind, code, subcode, fbtrace_id)``.
+
+    ``exc`` is the exception a request raised (no response); otherwise ``http_status`` and the
+    parsed JSON ``body`` (``None`` when it was not JSON) describe the answer. Pure: no I/O, no logs.
+    """
+    if exc is not None:
+        kind = SendErrorKind.TRANSIENT if isinstance(exc, _NETWORK_EXCEPTIONS) else SendErrorKind.UNKNOWN
+        return kind, None, None, ""
+
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    code = _as_int(error.get("code"))
+    subcode = _as_int(error.get("error_subcode"))
+    trace = error.get("fbtrace_id") or (body.get("fbtrace_id") if isinstance(body, dict) else "") or ""
+    message = str(error.get("message") or "").lower()
+    trace = str(trace)
+
+    def result(kind: SendErrorKind) -> tuple[SendErrorKind, int | None, int | None, str]:
+        return kind, code, subcode, trace
+
+    if code in _RATE_LIMIT_CODES:
+        return result(SendErrorKind.RATE_LIMITED)
+    if code in _TRANSIENT_CODES:
+        return result(SendErrorKind.TRANSIENT)
+    if code == 551 or subcode in _RECIPIENT_UNAVAILABLE_SUBCODES:
+        return result(SendErrorKind.RECIPIENT_UNAVAILABLE)
+    if code == 10 and (subcode in _OUTSIDE_WINDOW_SUBCODES or "outside of allowed window" in message):
+        return result(SendErrorKind.OUTSIDE_WINDOW)
+    if code == 100:
+        if subcode in _NO_SUCH_USER_SUBCODES or "no matching user" in message:
+            return result(SendErrorKind.NO_SUCH_USER)
+        return result(SendErrorKind.INVALID_REQUEST)
+    if code in (10, 102, 190) or (code is not None and 200 <= code <= 299):
+        return result(SendErrorKind.AUTH)
+    if code is None:
+        if http_status == 429:
+            return result(SendErrorKind.RATE_LIMITED)
+        if http_status is not None and http_status >= 500:
+            return result(SendErrorKind.TRANSIENT)
+        if http_status in (401, 403):
+            return result(SendErrorKind.AUTH)
+    if error.get("is_transient") is True or (http_status is not None and http_status >= 500):
+        return result(SendErrorKind.TRANSIENT)
+    return result(SendErrorKind.UNKNOWN)
+
+
+# --- the pooled session -----------------------------------------------------------------------
+_session: requests.Session | None = None
+_session_pid: int | None = None
+_session_lock = threading.Lock()
+
+
+def _get_session() -> requests.Session:
+    """One pooled session per process; a forked child builds its own (sockets are not shared)."""
+    global _session, _session_pid
+    session = _session
+    if session is not None and _session_pid == os.getpid():
+        return session
+    with _session_lock:
+        if _session is None or _session_pid != os.getpid():
+            session = requests.Session()
+            # Retries are ours (tenacity + circuit); urllib3 must not retry behind our back.
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            _session, _session_pid = session, os.getpid()
+        return _session
+
+
+def reset_session() -> None:
+    """Close and drop the pooled session (tests; a process that wants fresh connections)."""
+    global _session, _session_pid
+    with _session_lock:
+        if _session is not None and _session_pid == os.getpid():
+            _session.close()
+        _session, _session_pid = None, None
+
+
+def _forget_session_in_child() -> None:
+    # The child must not use (or close) sockets it shares with its parent: just drop the reference.
+    global _session, _session_pid
+    _session, _session_pid = None, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_session_in_child)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _sleep(seconds: float) -> None:
+    """The wait between retries; tests patch it so nothing sleeps for real."""
+    time.sleep(seconds)
+
+
+_QUERY_TOKEN = re.compile(r"(access_token=)[^&\s'\"]+", re.IGNORECASE)
+_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._\-|]+", re.IGNORECASE)
+
+
+def _scrub(text: str) -> str:
+    """``text`` with the page token (and anything shaped like one) replaced by ``[redacted]``."""
+    token = settings.MESSENGER_PAGE_ACCESS_TOKEN
+    if token:
+        text = text.replace(token, "[redacted]")
+    text = _QUERY_TOKEN.sub(r"\1[redacted]", text)
+    return _BEARER.sub(r"\1[redacted]", text)
+
+
+_RESERVED_LOG_KEYS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))) | {
+    "message",
+    "asctime",
+    "psid",
+    "token",
+    "access_token",
+}
+
+
+def _log_context(*, psid: str, log_context: dict | None) -> dict:
+    """``extra=`` for every line of this send: the caller's context, ``mid``, ``psid_hash``."""
+    context = {k: v for k, v in (log_context or {}).items() if k not in _RESERVED_LOG_KEYS}
+    context.setdefault("mid", "-")
+    if not context.get("psid_hash"):
+        context["psid_hash"] = hash_psid(psid)
+    return context
+
+
+def _wait_seconds(kind: SendErrorKind, retry_number: int) -> float:
+    """The wait before retry ``retry_number`` (1-based) after a failure of ``kind``."""
+    base_ms = max(0, int(settings.MESSENGER_RETRY_BASE_MS))
+    factor = RATE_LIMIT_WAIT_FACTOR if kind == SendErrorKind.RATE_LIMITED else 1
+    return min(base_ms * factor * 2 ** (retry_number - 1), MAX_WAIT_MS) / 1000
+
+
+@dataclass
+class _Attempt:
+    """The outcome of one attempt (internal): an HTTP answer, or a refusal by the circuit."""
+
+    ok: bool = False
+    message_id: str = ""
+    kind: SendErrorKind | None = None
+    code: int | None = None
+    subcode: int | None = None
+    fbtrace_id: str = ""
+    http_status: int | None = None
+    refused: bool = False  # the circuit refused: no HTTP call was made
+    circuit_opened: bool = False  # this failure opened (or reopened) the circuit
+    was_probe: bool = False
+    retry_after_ms: int = 0
+    error: str = field(default="", repr=False)
+
+
+def _post_once(*, url: str, body: dict, token: str, timeout: float) -> _Attempt:
+    """One HTTP call; never raises for network errors (they come back classified)."""
+    try:
+        response = _get_session().post(
+            url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+    except requests.RequestException as exc:
+        kind, code, subcode, trace = classify_error(http_status=None, body=None, exc=exc)
+        return _Attempt(kind=kind, error=_scrub(f"{type(exc).__name__}: {exc}"))
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if 200 <= response.status_code < 300 and not (isinstance(payload, dict) and "error" in payload):
+        message_id = payload.get("message_id", "") if isinstance(payload, dict) else ""
+        return _Attempt(ok=True, message_id=str(message_id or ""), http_status=response.status_code)
+    kind, code, subcode, trace = classify_error(http_status=response.status_code, body=payload)
+    return _Attempt(kind=kind, code=code, subcode=subcode, fbtrace_id=trace, http_status=response.status_code)
+
+
+def _dry_run(*, body: dict, context: dict, is_message: bool) -> SendResult:
+    DRY_RUN_LOG.append(copy.deepcopy(body))
+    logged = dict(body, recipient={"id": f"psid_hash:{context['psid_hash']}"})
+    logger.info(
+        "messenger.send.dry-run",
+        extra={**context, "body": json.dumps(logged, ensure_ascii=False, sort_keys=True)},
+    )
+    message_id = f"dryrun-{uuid.uuid4().hex}" if is_message else ""
+    return SendResult(ok=True, message_id=message_id, dry_run=True)
+
+
+# --- the send loop ----------------------------------------------------------------------------
+def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool) -> SendResult:
+    token = settings.MESSENGER_PAGE_ACCESS_TOKEN
+    if not token:
+        return _dry_run(body=body, context=context, is_message=is_message)
+
+    breaker = get_breaker()
+    url = f"{settings.MESSENGER_GRAPH_API_URL.rstrip('/')}/me/messages"
+    timeout = max(0.001, settings.MESSENGER_SEND_TIMEOUT_MS / 1000)
+    http_attempts = 0
+    last_failure: _Attempt | None = None
+
+    def attempt() -> _Attempt:
+        nonlocal http_attempts, last_failure
+        permit: Permit = breaker.acquire()
+        if not permit.allowed:
+            return _Attempt(refused=True, retry_after_ms=permit.retry_after_ms)
+        http_attempts += 1
+        outcome = _post_once(url=url, body=body, token=token, timeout=timeout)
+        outcome.was_probe = permit.is_probe
+        if outcome.ok:
+            breaker.record_success(permit)
+            return outcome
+        last_failure = outcome
+        if outcome.kind in API_FAILURE_KINDS:
+            transition = breaker.record_failure(permit)
+            outcome.circuit_opened = transition in ("opened", "reopened")
+        elif permit.is_probe:
+            breaker.record_success(permit)  # Facebook answered: the API itself is healthy
+        _log_failed_attempt(outcome, attempt_number=http_attempts, context=context)
+        return outcome
+
+    def should_retry(outcome: _Attempt) -> bool:
+        return (
+            not outcome.ok
+            and not outcome.refused
+            and not outcome.circuit_opened
+            and not outcome.was_probe
+            and outcome.kind in RETRYABLE_KINDS
+        )
+
+    def wait(retry_state: RetryCallState) -> float:
+        outcome: _Attempt = retry_state.outcome.result()
+        return _wait_seconds(outcome.kind or SendErrorKind.TRANSIENT, retry_state.attempt_number)
+
+    def before_sleep(retry_state: RetryCallState) -> None:
+        outcome: _Attempt = retry_state.outcome.result()
+        wait_ms = int(retry_state.next_action.sleep * 1000) if retry_state.next_action else 0
+        logger.info(
+            "messenger.send.retry",
+            extra={**context, "error_kind": str(outcome.kind), "attempt": http_attempts, "wait_ms": wait_ms},
+        )
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max(1, max_attempts)),
+        wait=wait,
+        retry=retry_if_result(should_retry),
+        sleep=lambda seconds: _sleep(seconds),
+        before_sleep=before_sleep,
+        retry_error_callback=lambda retry_state: retry_state.outcome.result(),
+        reraise=True,
+    )
+    outcome: _Attempt = retrying(attempt)
+    return _result(outcome, last_failure=last_failure, attempts=http_attempts, context=context)
+
+
+def _log_failed_attempt(outcome: _Attempt, *, attempt_number: int, context: dict) -> None:
+    logger.warning(
+        "messenger.send.attempt-failed",
+        extra={
+            **context,
+            "attempt": attempt_number,
+            "error_kind": str(outcome.kind),
+            "error_code": outcome.code,
+            "error_subcode": outcome.subcode,
+            "fbtrace_id": outcome.fbtrace_id,
+            "http_status": outcome.http_status,
+            "probe": outcome.was_probe,
+            **({"error": outcome.error} if outcome.error else {}),
+        },
+    )
+
+
+def _result(outcome: _Attempt, *, last_failure: _Attempt | None, attempts: int, context: dict) -> SendResult:
+    if outcome.ok:
+        if attempts > 1:
+            logger.info("messenger.send.recovered", extra={**context, "attempts": attempts})
+        return SendResult(
+            ok=True, message_id=outcome.message_id, http_status=outcome.http_status, attempts=attempts
+        )
+
+    if outcome.refused or outcome.circuit_opened:
+        retry_after = (
+            outcome.retry_after_ms if outcome.refused else int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS)
+        )
+        failure = last_failure or _Attempt()
+        logger.warning(
+            "messenger.send.deferred",
+            extra={
+                **context,
+                "attempts": attempts,
+                "retry_after_ms": retry_after,
+                "error_code": failure.code,
+                "fbtrace_id": failure.fbtrace_id,
+            },
+        )
+        return SendResult(
+            ok=False,
+            error_kind=SendErrorKind.CIRCUIT_OPEN,
+            error_code=failure.code,
+            error_subcode=failure.subcode,
+            fbtrace_id=failure.fbtrace_id,
+            http_status=failure.http_status,
+            attempts=attempts,
+            deferred=True,
+            retry_after_ms=max(0, retry_after),
+        )
+
+    kind = outcome.kind or SendErrorKind.UNKNOWN
+    level = logging.WARNING if kind in PERMANENT_FOR_RECIPIENT_KINDS else logging.ERROR
+    logger.log(
+        level,
+        "messenger.send.failed",
+        extra={
+            **context,
+            "attempts": attempts,
+            "error_kind": str(kind),
+            "error_code": outcome.code,
+            "error_subcode": outcome.subcode,
+            "fbtrace_id": outcome.fbtrace_id,
+            "http_status": outcome.http_status,
+        },
+    )
+    return SendResult(
+        ok=False,
+        error_kind=kind,
+        error_code=outcome.code,
+        error_subcode=outcome.subcode,
+        fbtrace_id=outcome.fbtrace_id,
+        http_status=outcome.http_status,
+        attempts=attempts,
+    )
+
+
+# --- public API -------------------------------------------------------------------------------
+def send_message(
+    *, psid: str, message: dict, messaging_type: str = "RESPONSE", log_context: dict | None = None
+) -> SendResult:
+    """Send one message (a Send API ``message`` object) to ``psid``, with retries and the circuit.
+
+    Never raises for an API or network failure; see the module docstring for the result contract.
+    ``log_context`` should carry ``mid`` and ``psid_hash`` (computed from ``psid`` when absent).
+    """
+    body = {"recipient": {"id": psid}, "messaging_type": messaging_type, "message": message}
+    context = _log_context(psid=psid, log_context=log_context)
+    max_attempts = 1 + max(0, int(settings.MESSENGER_MAX_RETRIES))
+    return _deliver(body=body, context=context, max_attempts=max_attempts, is_message=True)
+
+
+def send_sender_action(*, psid: str, action: str, log_context: dict | None = None) -> SendResult:
+    """Best effort ``mark_seen`` / ``typing_on`` / ``typing_off``: one attempt, no retries, never raises.
+
+    While the circuit is open it is skipped (a deferred result, no HTTP call); callers usually just
+    move on, since a typing indicator is worthless later.
+    """
+    context = _log_context(psid=psid, log_context=log_context)
+    if action not in SENDER_ACTIONS:
+        logger.error("messenger.send.invalid-sender-action", extra={**context, "action": str(action)[:32]})
+        return SendResult(ok=False, error_kind=SendErrorKind.INVALID_REQUEST)
+    body = {"recipient": {"id": psid}, "sender_action": action}
+    try:
+        return _deliver(body=body, context={**context, "action": action}, max_attempts=1, is_message=False)
+    except Exception:
+        # Best effort by contract: a bug here must never cost the user their reply.
+        logger.exception("messenger.send.sender-action-crashed", extra={**context, "action": action})
+        return SendResult(ok=False, error_kind=SendErrorKind.UNKNOWN)
