@@ -1,0 +1,78 @@
+"""``manage.py observability_report [--minutes N] [--json]``: the pipeline's figures for ops.
+
+Prints counts per event type, the success rate and latency percentiles (see
+:mod:`observability.selectors` for the definitions), as a table or, with ``--json``, as one JSON
+object with stable keys (documented in docs/observability.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from observability.selectors import PERCENTILES, report_build
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def report_format_text(report: dict[str, Any]) -> str:
+    """The report as an aligned, plain-text table for a terminal."""
+    window = report["window"]
+    if window["minutes"]:
+        title = (
+            f"Observability report: last {window['minutes']} minutes "
+            f"({window['since']} .. {window['until']})"
+        )
+    else:
+        title = f"Observability report: all time (until {window['until']})"
+    names = [name for name, _ in PERCENTILES]
+    header = f"{'event type':<20} {'count':>8} {'timed':>8} " + " ".join(f"{n + ' ms':>10}" for n in names)
+    lines = [title, "", header, "-" * len(header)]
+    for event_type, count in report["counts"].items():
+        latency = report["latency_ms"][event_type]
+        lines.append(
+            f"{event_type:<20} {count:>8} {latency['count']:>8} "
+            + " ".join(f"{_ms(latency[n]):>10}" for n in names)
+        )
+    lines.append(f"{'total':<20} {report['total_events']:>8}")
+    lines.append("")
+    for label, caption in (("from_facebook", "end to end (Facebook time -> sent)"),
+                           ("since_receipt", "since our receipt -> sent")):
+        figures = report["end_to_end_ms"][label]
+        lines.append(
+            f"{caption:<36} n={figures['count']:<7} "
+            + " ".join(f"{n}={_ms(figures[n])}" for n in names)
+        )
+    success = report["success"]
+    rate = "-" if success["rate"] is None else f"{success['rate'] * 100:.1f}%"
+    lines.append(
+        f"{'success rate':<36} {rate} ({success['replied']} replied of "
+        f"{success['needed_reply']} messages that needed a reply)"
+    )
+    lines.append(f"(percentiles computed in the {report['percentiles_computed_in']})")
+    return "\n".join(lines)
+
+
+class Command(BaseCommand):
+    help = "Counts per event type, success rate and latency p50/p95/p99 of the last N minutes."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--minutes", type=int, default=60,
+            help="Window length in minutes, ending now (default 60; 0 for all time).",
+        )
+        parser.add_argument(
+            "--json", dest="as_json", action="store_true", help="Print one JSON object instead of a table.")
+
+    def handle(self, *args: Any, minutes: int, as_json: bool, **options: Any) -> None:
+        if minutes < 0:
+            raise CommandError("--minutes must be 0 (all time) or positive")
+        report = report_build(minutes=minutes)
+        if as_json:
+            self.stdout.write(json.dumps(report, indent=2))
+        else:
+            self.stdout.write(report_format_text(report))

@@ -1,0 +1,78 @@
+"""Tests for observability/services.py: event_record never raises and never stores a raw PSID."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from django.db import transaction
+
+from observability.hashing import hash_psid
+from observability.models import Event
+from observability.services import event_record
+from tests.observability.helpers import RAW_PSID
+
+pytestmark = pytest.mark.django_db
+
+
+def _inbound(**overrides):
+    fields = {"id": 41, "mid": "m_service", "psid": RAW_PSID, "conversation_id": 7}
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+def test_event_record_stores_references_and_hash_not_psid():
+    """The event keeps id, mid, conversation and the keyed hash of the PSID, never the PSID."""
+    event = event_record(event_type=Event.Type.MESSAGE_RECEIVED, inbound=_inbound(), latency_ms=2)
+
+    event.refresh_from_db()
+    assert (event.inbound_id, event.mid, event.conversation_id) == (41, "m_service", 7)
+    assert event.psid_hash == hash_psid(RAW_PSID)
+    assert RAW_PSID not in event.psid_hash
+    assert event.latency_ms == 2.0
+
+
+def test_event_record_failure_returns_none_and_logs_error_type(caplog):
+    """An insert the database refuses returns None and logs record-failed with the error type."""
+    with caplog.at_level(logging.ERROR, logger="observability.events"):
+        result = event_record(event_type="x" * 40, inbound=_inbound())  # longer than the column
+
+    assert result is None
+    (record,) = caplog.records
+    assert record.getMessage() == "observability.event.record-failed"
+    assert record.error_type == "DataError"
+    assert record.mid == "m_service"
+    assert record.psid_hash == hash_psid(RAW_PSID)
+
+
+def test_event_record_failure_leaves_callers_transaction_usable():
+    """A failed insert inside the caller's atomic block rolls back to its savepoint only."""
+    with transaction.atomic():
+        assert event_record(event_type="x" * 40, inbound=_inbound()) is None
+        kept = event_record(event_type=Event.Type.MESSAGE_RECEIVED, inbound=_inbound())
+        assert Event.objects.count() == 1  # the transaction still answers queries
+
+    assert Event.objects.get().pk == kept.pk
+
+
+def test_event_record_makes_detail_json_safe_and_drops_bad_latency():
+    """Decimals become floats, NaN becomes null and a negative latency is stored as unknown."""
+    event = event_record(
+        event_type=Event.Type.INTENT_CLASSIFIED,
+        inbound=_inbound(),
+        latency_ms=-5,
+        detail={"confidence": Decimal("0.5"), "score": float("nan"), "parts": (1, 2)},
+    )
+
+    event.refresh_from_db()
+    assert event.detail == {"confidence": 0.5, "score": None, "parts": [1, 2]}
+    assert event.latency_ms is None
+
+
+def test_event_record_without_inbound_records_blank_references():
+    """A step with no inbound message still records an event with empty references."""
+    event = event_record(event_type=Event.Type.MESSAGE_EXPIRED, detail={"reason": "too_old"})
+
+    assert (event.inbound_id, event.mid, event.psid_hash) == (None, "", "")
