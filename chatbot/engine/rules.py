@@ -1,0 +1,465 @@
+"""The embedded rules engine: intents, patterns and answers from a JSON file staff can edit.
+
+The data file (``settings.CHATBOT_RULES_FILE``, ``chatbot/rules.json`` by default; its format is
+documented in ``docs/engine.md``) is validated when it is loaded; a problem raises
+``RulesFileError`` naming the file and the exact place (``intents[2] ("help").patterns[0]: ...``).
+The engine re-reads the file when its modification time changes, so staff edits apply without a
+restart; an edit that breaks the file is logged (``chatbot.engine.rules-reload-failed``) and the last
+good version keeps answering.
+
+How one message is answered, in this order:
+
+1. ``context.payload`` (a postback's or quick reply's payload) found in the file's ``payloads`` map:
+   that intent, confidence 1.0. Structured input always wins over text.
+2. The first intent, in file order, with a pattern found in ``context.text``: confidence 0.9 when
+   the pattern covers the whole message (punctuation aside), 0.7 when it is found inside a longer one.
+3. Nothing matched: the ``fallback`` answer, intent ``"fallback"``, confidence 0.
+
+An intent with a ``repeat`` block (``greeting`` has one) answers with that block instead, under the
+block's intent name (``greeting_repeat``), when the conversation already had its answer: the engine
+does not greet twice in one conversation. Among several answers, the engine takes the one after the
+answer it gave last (read from the history), so the same answer never comes twice in a row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from chatbot.engine.base import FALLBACK_INTENT, fallback_reply
+from chatbot.engine.types import Button, Card, ChatContext, QuickReply, Reply
+
+logger = logging.getLogger("chatbot.engine.rules")
+
+SUPPORTED_VERSIONS = (1,)
+ENGINE_NAME = "rules"
+
+CONFIDENCE_PAYLOAD = 1.0
+CONFIDENCE_FULL_MATCH = 0.9
+CONFIDENCE_PARTIAL_MATCH = 0.7
+
+# Facebook's structural limits, checked at load so staff hear about them at once rather than
+# seeing answers degraded by the formatter: 13 quick replies, 1-3 buttons on a button template or a
+# card, 10 cards in a generic template (Messenger Platform docs: Quick Replies, Button Template,
+# Generic Template references).
+MAX_QUICK_REPLIES = 13
+MAX_BUTTONS = 3
+MAX_CARDS = 10
+
+_WORD = re.compile(r"\w")
+
+
+class RulesFileError(ImproperlyConfigured):
+    """The rules file is missing, is not JSON, or breaks the documented format.
+
+    The message names the file and the place of the problem, so staff can fix it.
+    """
+
+
+@dataclass(frozen=True)
+class Response:
+    """What an intent answers: one of ``answers`` plus what the file attaches to it."""
+
+    answers: tuple[str, ...]
+    quick_replies: tuple[QuickReply, ...] = ()
+    buttons: tuple[Button, ...] = ()
+    cards: tuple[Card, ...] = ()
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One intent of the file. ``repeat`` answers instead of ``response`` once it was given."""
+
+    name: str
+    patterns: tuple[re.Pattern[str], ...]
+    response: Response
+    repeat: Response | None = None
+    repeat_intent: str = ""
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A validated rules file."""
+
+    source: str
+    version: int
+    intents: tuple[Intent, ...]
+    payloads: dict[str, Intent]
+    fallback: Response
+
+    def intent(self, name: str) -> Intent | None:
+        for intent in self.intents:
+            if intent.name == name:
+                return intent
+        return None
+
+
+# --- loading and validation ----------------------------------------------------------------------
+
+
+class _Checker:
+    """Walks the parsed JSON and raises ``RulesFileError`` with a path to the first problem."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> RulesFileError:
+        place = f" at {where}" if where else ""
+        return RulesFileError(f"Rules file {self.source}{place}: {problem}")
+
+    def obj(self, value: Any, where: str, *, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected an object, got {type(value).__name__}")
+        keys = {key for key in value if not key.startswith("_")}  # "_comment" keys are for staff notes
+        unknown = sorted(keys - allowed)
+        if unknown:
+            raise self.fail(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        missing = sorted(required - keys)
+        if missing:
+            raise self.fail(where, f"missing key(s) {missing}")
+        return value
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, "expected a non-empty string")
+        return value
+
+    def array(self, value: Any, where: str, *, limit: int | None = None, non_empty: bool = False) -> list:
+        if not isinstance(value, list):
+            raise self.fail(where, f"expected a list, got {type(value).__name__}")
+        if non_empty and not value:
+            raise self.fail(where, "must not be empty")
+        if limit is not None and len(value) > limit:
+            raise self.fail(where, f"has {len(value)} items; Messenger allows at most {limit}")
+        return value
+
+    def quick_reply(self, value: Any, where: str) -> QuickReply:
+        data = self.obj(value, where, allowed={"title", "payload"}, required={"title", "payload"})
+        return QuickReply(
+            title=self.text(data["title"], f"{where}.title"),
+            payload=self.text(data["payload"], f"{where}.payload"),
+        )
+
+    def button(self, value: Any, where: str) -> Button:
+        data = self.obj(value, where, allowed={"type", "title", "payload", "url"}, required={"title"})
+        kind = data.get("type", "postback")
+        title = self.text(data["title"], f"{where}.title")
+        if kind == "postback":
+            return Button(
+                title=title, type="postback", payload=self.text(data.get("payload"), f"{where}.payload")
+            )
+        if kind == "web_url":
+            url = self.text(data.get("url"), f"{where}.url")
+            if not url.startswith(("https://", "http://")):
+                raise self.fail(f"{where}.url", f"{url!r} is not an http(s) URL")
+            return Button(title=title, type="web_url", url=url)
+        raise self.fail(f"{where}.type", f"{kind!r} is not a button type; use 'postback' or 'web_url'")
+
+    def response(self, value: dict, where: str) -> Response:
+        answers = tuple(
+            self.text(item, f"{where}.answers[{i}]")
+            for i, item in enumerate(self.array(value.get("answers", []), f"{where}.answers"))
+        )
+        quick_replies = tuple(
+            self.quick_reply(item, f"{where}.quick_replies[{i}]")
+            for i, item in enumerate(
+                self.array(value.get("quick_replies", []), f"{where}.quick_replies", limit=MAX_QUICK_REPLIES)
+            )
+        )
+        buttons = tuple(
+            self.button(item, f"{where}.buttons[{i}]")
+            for i, item in enumerate(
+                self.array(value.get("buttons", []), f"{where}.buttons", limit=MAX_BUTTONS)
+            )
+        )
+        cards = tuple(
+            self.card(item, f"{where}.cards[{i}]")
+            for i, item in enumerate(self.array(value.get("cards", []), f"{where}.cards", limit=MAX_CARDS))
+        )
+        if not answers and not cards:
+            raise self.fail(where, "needs at least one entry in 'answers' (or 'cards')")
+        if buttons and not answers:
+            raise self.fail(where, "'buttons' need an answer text to sit under")
+        return Response(answers=answers, quick_replies=quick_replies, buttons=buttons, cards=cards)
+
+    def card(self, value: Any, where: str) -> Card:
+        data = self.obj(
+            value, where, allowed={"title", "subtitle", "image_url", "buttons"}, required={"title"}
+        )
+        for key in ("subtitle", "image_url"):
+            if key in data and not isinstance(data[key], str):
+                raise self.fail(f"{where}.{key}", "expected a string")
+        buttons = tuple(
+            self.button(item, f"{where}.buttons[{i}]")
+            for i, item in enumerate(
+                self.array(data.get("buttons", []), f"{where}.buttons", limit=MAX_BUTTONS)
+            )
+        )
+        return Card(
+            title=self.text(data["title"], f"{where}.title"),
+            subtitle=data.get("subtitle", ""),
+            image_url=data.get("image_url", ""),
+            buttons=buttons,
+        )
+
+    def pattern(self, value: Any, where: str) -> re.Pattern[str]:
+        raw = self.text(value, where)
+        try:
+            # Whole words only: the pattern may not start or end inside a word ("hi" never in "this").
+            return re.compile(rf"(?<!\w)(?:{raw})(?!\w)", re.IGNORECASE)
+        except re.error as exc:
+            raise self.fail(where, f"{raw!r} is not a valid regular expression ({exc})") from exc
+
+
+_RESPONSE_KEYS = {"answers", "quick_replies", "buttons", "cards"}
+
+
+def rules_parse(*, data: Any, source: str) -> RuleSet:
+    """Validate parsed JSON against the rules format and build a ``RuleSet``.
+
+    Raises ``RulesFileError`` naming ``source`` and the first problem found.
+    """
+    check = _Checker(source)
+    root = check.obj(
+        data,
+        "",
+        allowed={"version", "intents", "payloads", "fallback"},
+        required={"version", "intents", "fallback"},
+    )
+    version = root["version"]
+    if version not in SUPPORTED_VERSIONS:
+        raise check.fail(
+            "version",
+            f"{version!r} is not supported; this engine reads version(s) {list(SUPPORTED_VERSIONS)}",
+        )
+
+    fallback = check.response(check.obj(root["fallback"], "fallback", allowed=_RESPONSE_KEYS), "fallback")
+    if not fallback.answers:
+        raise check.fail("fallback.answers", "the fallback needs at least one text answer")
+
+    intents: list[Intent] = []
+    names: set[str] = set()
+    for i, raw in enumerate(check.array(root["intents"], "intents", non_empty=True)):
+        where = f"intents[{i}]"
+        item = check.obj(
+            raw, where, allowed={"name", "patterns", "repeat", *_RESPONSE_KEYS}, required={"name"}
+        )
+        name = check.text(item["name"], f"{where}.name")
+        where = f'{where} ("{name}")'
+        if name in names or name == FALLBACK_INTENT:
+            raise check.fail(
+                f"{where}.name", f"intent name {name!r} is used twice (or is the reserved 'fallback')"
+            )
+        names.add(name)
+        patterns = tuple(
+            check.pattern(p, f"{where}.patterns[{j}]")
+            for j, p in enumerate(check.array(item.get("patterns", []), f"{where}.patterns"))
+        )
+        repeat, repeat_intent = None, ""
+        if "repeat" in item:
+            block = check.obj(item["repeat"], f"{where}.repeat", allowed={"intent", *_RESPONSE_KEYS})
+            repeat = check.response(block, f"{where}.repeat")
+            repeat_intent = check.text(block.get("intent", f"{name}_repeat"), f"{where}.repeat.intent")
+        intents.append(
+            Intent(
+                name=name,
+                patterns=patterns,
+                response=check.response(item, where),
+                repeat=repeat,
+                repeat_intent=repeat_intent,
+            )
+        )
+
+    by_name = {intent.name: intent for intent in intents}
+    payloads: dict[str, Intent] = {}
+    raw_payloads = root.get("payloads", {})
+    if not isinstance(raw_payloads, dict):
+        raise check.fail("payloads", "expected an object mapping payload -> intent name or answer")
+    for payload, target in raw_payloads.items():
+        where = f"payloads.{payload}"
+        if isinstance(target, str):
+            if target not in by_name:
+                raise check.fail(where, f"names intent {target!r}, which the file does not define")
+            payloads[payload] = by_name[target]
+        else:
+            block = check.obj(target, where, allowed={"intent", *_RESPONSE_KEYS}, required={"intent"})
+            payloads[payload] = Intent(
+                name=check.text(block["intent"], f"{where}.intent"),
+                patterns=(),
+                response=check.response(block, where),
+            )
+    return RuleSet(
+        source=source, version=version, intents=tuple(intents), payloads=payloads, fallback=fallback
+    )
+
+
+def rules_load(*, path: str | os.PathLike[str]) -> RuleSet:
+    """Read and validate the rules file at ``path``; raises ``RulesFileError`` with a clear message."""
+    source = str(path)
+    try:
+        raw = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesFileError(f"Rules file {source} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RulesFileError(
+            f"Rules file {source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from exc
+    return rules_parse(data=data, source=source)
+
+
+# --- answering -----------------------------------------------------------------------------------
+
+
+def _already_answered(context: ChatContext, intent: Intent) -> bool:
+    """True when this conversation's history shows the bot already gave ``intent``'s answer."""
+    if context.is_new_conversation:
+        return False  # whatever history there is belongs to an earlier conversation
+    names = {intent.name, intent.repeat_intent}
+    texts = set(intent.response.answers)
+    return any(
+        item.direction == "out" and (item.intent in names or item.text in texts) for item in context.history
+    )
+
+
+def _pick_answer(answers: tuple[str, ...], context: ChatContext) -> str:
+    """The answer after the one last given (history), so none is repeated twice in a row."""
+    if not answers:
+        return ""
+    for item in reversed(context.history):
+        if item.direction == "out" and item.text in answers:
+            return answers[(answers.index(item.text) + 1) % len(answers)]
+    return answers[0]
+
+
+def _build(
+    response: Response, *, intent: str, confidence: float, context: ChatContext, **metadata: Any
+) -> Reply:
+    return Reply(
+        text=_pick_answer(response.answers, context),
+        intent=intent,
+        confidence=confidence,
+        quick_replies=response.quick_replies,
+        buttons=response.buttons,
+        cards=response.cards,
+        metadata={"engine": ENGINE_NAME, **metadata},
+    )
+
+
+def _answer_intent(intent: Intent, *, confidence: float, context: ChatContext, **metadata: Any) -> Reply:
+    if intent.repeat is not None and _already_answered(context, intent):
+        return _build(
+            intent.repeat, intent=intent.repeat_intent, confidence=confidence, context=context, **metadata
+        )
+    return _build(intent.response, intent=intent.name, confidence=confidence, context=context, **metadata)
+
+
+def _match_text(rules: RuleSet, text: str) -> tuple[Intent, float, str] | None:
+    for intent in rules.intents:
+        for pattern in intent.patterns:
+            found = pattern.search(text)
+            if found:
+                whole = not _WORD.search(text[: found.start()]) and not _WORD.search(text[found.end() :])
+                confidence = CONFIDENCE_FULL_MATCH if whole else CONFIDENCE_PARTIAL_MATCH
+                return intent, confidence, pattern.pattern
+    return None
+
+
+def rules_reply(*, rules: RuleSet, context: ChatContext) -> Reply:
+    """Answer ``context`` from ``rules`` (payload, then text, then fallback); pure, never raises."""
+    if context.payload and context.payload in rules.payloads:
+        return _answer_intent(
+            rules.payloads[context.payload], confidence=CONFIDENCE_PAYLOAD, context=context, matched="payload"
+        )
+    matched = _match_text(rules, context.text or "")
+    if matched is not None:
+        intent, confidence, _pattern = matched
+        return _answer_intent(intent, confidence=confidence, context=context, matched="text")
+    return _build(rules.fallback, intent=FALLBACK_INTENT, confidence=0.0, context=context, matched="none")
+
+
+class RulesEngine:
+    """The ``rules`` chat engine over one rules file, reloaded when the file changes.
+
+    Construction loads the file and raises ``RulesFileError`` if it is broken, so a bad file stops
+    ``get_engine()`` (and start-up checks) with a clear message. Later broken edits are logged and
+    ignored: the last good rules keep answering.
+    """
+
+    name = ENGINE_NAME
+
+    def __init__(self, *, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp = self._file_stamp()
+        self._rules = rules_load(path=self.path)
+        self._bad_stamp: tuple[int, int] | None = None
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    @property
+    def rules(self) -> RuleSet:
+        """The current rules, re-read first if the file changed since the last look."""
+        stamp = self._file_stamp()
+        if stamp is None or stamp == self._stamp or stamp == self._bad_stamp:
+            return self._rules
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self._rules = rules_load(path=self.path)
+                except RulesFileError as exc:
+                    # Keep answering with the last good file; log once per broken version.
+                    self._bad_stamp = stamp
+                    logger.error("chatbot.engine.rules-reload-failed", extra={"error": str(exc)})
+                else:
+                    self._stamp = stamp
+                    self._bad_stamp = None
+                    logger.info("chatbot.engine.rules-reloaded", extra={"path": str(self.path)})
+        return self._rules
+
+    def fallback_text(self, context: ChatContext | None = None) -> str:
+        """The file's fallback answer (the next one in rotation when ``context`` is given)."""
+        return _pick_answer(
+            self.rules.fallback.answers, context or ChatContext(psid_hash="", conversation_id=None, text="")
+        )
+
+    def payload_reply(self, context: ChatContext) -> Reply | None:
+        """The answer to ``context.payload`` when the file maps it, else ``None`` (no text matching)."""
+        rules = self.rules
+        if context.payload and context.payload in rules.payloads:
+            return rules_reply(rules=rules, context=context)
+        return None
+
+    def reply(self, context: ChatContext, *, timeout_s: float | None = None) -> Reply:
+        """Answer ``context``; ``timeout_s`` is accepted for the interface (no I/O here to bound)."""
+        try:
+            reply = rules_reply(rules=self.rules, context=context)
+        except Exception as exc:  # a bug must still leave the user answered
+            logger.exception(
+                "chatbot.engine.rules-failed",
+                extra={"psid_hash": context.psid_hash, "error_kind": type(exc).__name__},
+            )
+            return fallback_reply(text=self._safe_fallback_text(), engine=self.name, reason="error")
+        logger.debug(
+            "chatbot.engine.rules-replied",
+            extra={"psid_hash": context.psid_hash, "intent": reply.intent, "confidence": reply.confidence},
+        )
+        return reply
+
+    def _safe_fallback_text(self) -> str:
+        answers = self._rules.fallback.answers
+        return answers[0] if answers else ""
