@@ -128,5 +128,5 @@ def test_log_format_json_setting_switches_the_console_to_json_lines():
     assert len(lines) == 1
     assert lines[0]["event"] == "messenger.send.retry"
     assert (lines[0]["mid"], lines[0]["attempt"]) == ("m_9", 2)
-    assert len(lines[0]["psid_hash"]) == 32
+    assert lines[0]["psid_hash"] == hash_psid(RAW_PSID)  # same key from the same environment
     assert RAW_PSID not in result.stderr
