@@ -29,7 +29,10 @@ failures are API failures (:meth:`CircuitBreaker.record_failure`); a success res
 circuit opened does not move an open circuit: only the probe decides.
 
 Redis down: the breaker *fails open*. An unreachable Redis must not stop replies, so ``acquire``
-allows the call, and nothing is recorded; each such event logs ``messenger.circuit.redis-unavailable``.
+allows the call, and nothing is recorded; the failure logs ``messenger.circuit.redis-unavailable``.
+The project's client (redis-py 8 defaults) retries a refused connection ten times, about 4 s, so
+after a Redis error this process skips Redis for :data:`REDIS_DOWN_BACKOFF_S` (calls allowed, no
+log): one send in that window pays the retries, not every send.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
 UNKNOWN = "unknown"  # state() when Redis cannot be read
+# After a Redis error, this process fails open without asking Redis for this long.
+REDIS_DOWN_BACKOFF_S = 5.0
 
 # KEYS[1] = state hash; ARGV = now_ms, probe_lease_ms.
 # Returns {allowed (0/1), is_probe (0/1), retry_after_ms}.
@@ -137,10 +142,13 @@ class CircuitBreaker:
         self.key = f"messenger:circuit:{name}"
         self._scripts_lock = threading.Lock()
         self._scripts: tuple[object, object, object] | None = None  # (client, acquire, record)
+        self._redis_down_until = 0.0  # time.monotonic() before which Redis is not asked
 
     # --- public API -------------------------------------------------------------------------
     def acquire(self) -> Permit:
         """Ask whether a call may go out now. Never raises; fails open when Redis is down."""
+        if self._redis_known_down():
+            return Permit(allowed=True, degraded=True)
         try:
             client, acquire_script, _ = self._bound_scripts()
             allowed, is_probe, retry_after = acquire_script(
@@ -167,6 +175,8 @@ class CircuitBreaker:
 
     def state(self) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"``; ``"unknown"`` when Redis cannot be read."""
+        if self._redis_known_down():
+            return UNKNOWN
         try:
             opened_until = _redis().hget(self.key, "opened_until")
         except RedisError as exc:
@@ -187,6 +197,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close the circuit and forget the count (tests; an operator after fixing the cause)."""
+        self._redis_down_until = 0.0
         try:
             _redis().delete(self.key)
         except RedisError as exc:
@@ -194,7 +205,7 @@ class CircuitBreaker:
 
     # --- internals --------------------------------------------------------------------------
     def _record(self, permit: Permit, outcome: str) -> str:
-        if permit.degraded:
+        if permit.degraded or self._redis_known_down():
             return "none"  # Redis was down when the call was admitted; nothing to keep consistent
         threshold = max(1, int(settings.MESSENGER_CIRCUIT_FAILURE_THRESHOLD))
         cooldown_ms = max(0, int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS))
@@ -232,7 +243,11 @@ class CircuitBreaker:
     def _probe_lease_ms() -> int:
         return max(1000, 2 * int(settings.MESSENGER_SEND_TIMEOUT_MS))
 
+    def _redis_known_down(self) -> bool:
+        return time.monotonic() < self._redis_down_until
+
     def _redis_unavailable(self, operation: str, exc: Exception) -> None:
+        self._redis_down_until = time.monotonic() + REDIS_DOWN_BACKOFF_S
         logger.error(
             "messenger.circuit.redis-unavailable",
             extra={"circuit": self.name, "operation": operation, "error": type(exc).__name__},
