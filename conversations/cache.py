@@ -1,0 +1,168 @@
+"""Redis cache of a conversation's recent history, in front of the database.
+
+One key per conversation, ``<cache prefix>:conversations:history:v1:<conversation id>``, holds a compact
+JSON object ``{"limit": N, "items": [{"id", "direction", "text", "intent", "created_at"}, ...]}``: the
+last ``N`` (= ``MESSENGER_HISTORY_LIMIT`` when it was written) messages, oldest first. It expires
+``MESSENGER_CONVERSATION_TTL_SECONDS`` after its last write, like the conversation itself.
+
+Contracts:
+
+- **Read-through.** :func:`history_read_through` answers from Redis; on a miss it runs the loader (a
+  database read) and stores the result.
+- **Never ahead of the database.** Writers call :func:`history_push` only after their transaction
+  commits (``transaction.on_commit``), so the cache never holds a message the database lost.
+- **Never behind after a race.** A fill watches the key (``WATCH``) across its database read; a push
+  that lands on a missing key writes a short-lived *tombstone* instead, so a fill that read the
+  database before the push committed is discarded (``EXEC`` fails) rather than stored stale. A push
+  whose message is already in the list (the fill saw it) is a no-op: items carry their message id.
+- **Redis is optional.** Any Redis error is logged as ``conversations.cache.unavailable`` and the
+  caller gets the database's answer; no exception leaves this module for a Redis failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.cache import caches
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError, WatchError
+
+logger = logging.getLogger("conversations.cache")
+
+CACHE_ALIAS = "default"
+KEY_TEMPLATE = "conversations:history:v1:{conversation_id}"
+# Written on a push that finds no list: it makes a fill in flight fail (WATCH) and reads as a miss.
+TOMBSTONE = b"-"
+
+
+def history_key(*, conversation_id: int) -> str:
+    """The full Redis key (with the cache's ``KEY_PREFIX`` and version) for a conversation's history."""
+    return caches[CACHE_ALIAS].make_key(KEY_TEMPLATE.format(conversation_id=conversation_id))
+
+
+def _ttl() -> int:
+    return max(1, int(settings.MESSENGER_CONVERSATION_TTL_SECONDS))
+
+
+def _encode(items: list[dict], limit: int) -> str:
+    return json.dumps({"limit": limit, "items": items[-limit:]}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode(raw: bytes | None) -> dict | None:
+    """The cached object, or ``None`` for a missing key, a tombstone or anything unreadable."""
+    if raw is None or raw == TOMBSTONE:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        logger.warning("conversations.cache.corrupt")
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("items"), list):
+        return None
+    return value
+
+
+def _unavailable(exc: Exception, *, conversation_id: int, op: str) -> None:
+    logger.warning(
+        "conversations.cache.unavailable",
+        extra={"conversation_id": conversation_id, "op": op, "error": type(exc).__name__},
+    )
+
+
+def history_read_through(
+    *, conversation_id: int, limit: int, loader: Callable[[int], list[dict]]
+) -> list[dict]:
+    """The last ``limit`` cached items of a conversation, oldest first, filling the cache on a miss.
+
+    ``loader(n)`` must return the last ``n`` messages from the database as item dicts, oldest first;
+    it is called at most once. A cached list written for a smaller limit than asked for (the setting
+    grew) counts as a miss. With Redis down, this is ``loader(limit)``.
+    """
+    key = history_key(conversation_id=conversation_id)
+    loaded: list[dict] | None = None
+    try:
+        conn = get_redis_connection(CACHE_ALIAS)
+        # Plain GET first: a hit costs one round trip and holds no connection across a DB read.
+        cached = _decode(conn.get(key))
+        if cached is not None and _serves(cached, limit):
+            return cached["items"][-limit:]
+        with conn.pipeline() as pipe:
+            pipe.watch(key)
+            cached = _decode(pipe.get(key))
+            if cached is not None and _serves(cached, limit):
+                return cached["items"][-limit:]
+            loaded = loader(limit)
+            pipe.multi()
+            pipe.set(key, _encode(loaded, limit), ex=_ttl())
+            try:
+                pipe.execute()
+            except WatchError:
+                # A message was committed while we read the database: our copy may lack it.
+                logger.info("conversations.cache.fill-skipped", extra={"conversation_id": conversation_id})
+        return loaded
+    except RedisError as exc:
+        _unavailable(exc, conversation_id=conversation_id, op="read")
+        return loaded if loaded is not None else loader(limit)
+
+
+def _serves(cached: dict, limit: int) -> bool:
+    """Whether a cached list can answer a request for ``limit`` items."""
+    items = cached["items"]
+    return len(items) >= limit or len(items) < int(cached.get("limit", 0))
+
+
+def history_prime_empty(*, conversation_id: int) -> None:
+    """Store an empty history for a conversation just created, so its first reads are hits.
+
+    Call it on commit of the creating transaction. Uses ``SET NX``: never overwrites a list.
+    """
+    limit = int(settings.MESSENGER_HISTORY_LIMIT)
+    try:
+        get_redis_connection(CACHE_ALIAS).set(
+            history_key(conversation_id=conversation_id), _encode([], limit), ex=_ttl(), nx=True
+        )
+    except RedisError as exc:
+        _unavailable(exc, conversation_id=conversation_id, op="prime")
+
+
+def history_push(*, conversation_id: int, item: dict) -> None:
+    """Add one committed message to the cached history (call it from ``transaction.on_commit``).
+
+    Keeps the list ordered by ``(created_at, id)`` and bounded to ``MESSENGER_HISTORY_LIMIT``, and
+    resets the key's expiry to the conversation TTL. On a missing key it writes a tombstone (see the
+    module docstring) rather than a partial list. Safe against concurrent pushes (optimistic
+    ``WATCH``/``MULTI`` with retries).
+    """
+    key = history_key(conversation_id=conversation_id)
+    limit = int(settings.MESSENGER_HISTORY_LIMIT)
+    ttl = _ttl()
+
+    def _apply(pipe) -> None:
+        cached = _decode(pipe.get(key))
+        if cached is None:
+            pipe.multi()
+            pipe.set(key, TOMBSTONE, ex=ttl)
+            return
+        items = cached["items"]
+        if any(existing.get("id") == item["id"] for existing in items):
+            return
+        items.append(item)
+        items.sort(key=lambda i: (i.get("created_at", 0.0), i.get("id", 0)))
+        pipe.multi()
+        pipe.set(key, _encode(items, limit), ex=ttl)
+
+    try:
+        get_redis_connection(CACHE_ALIAS).transaction(_apply, key)
+    except RedisError as exc:
+        _unavailable(exc, conversation_id=conversation_id, op="push")
+
+
+def history_forget(*, conversation_id: int) -> None:
+    """Drop a conversation's cached history (it expired); the key would time out anyway."""
+    try:
+        get_redis_connection(CACHE_ALIAS).delete(history_key(conversation_id=conversation_id))
+    except RedisError as exc:
+        _unavailable(exc, conversation_id=conversation_id, op="forget")
