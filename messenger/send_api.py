@@ -478,6 +478,7 @@ def _result(outcome: _Attempt, *, last_failure: _Attempt | None, attempts: int, 
             "error_subcode": outcome.subcode,
             "fbtrace_id": outcome.fbtrace_id,
             "http_status": outcome.http_status,
+            **({"error": outcome.error} if outcome.error else {}),
         },
     )
     return SendResult(

@@ -1,0 +1,658 @@
+"""The Send API client: request shape, Facebook's errors, retries and waits, the circuit, secrets, dry run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+import responses
+from django.test import override_settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from responses import matchers
+
+from messenger import circuit, send_api
+from messenger.circuit import get_breaker
+from messenger.send_api import (
+    DRY_RUN_LOG,
+    SendErrorKind,
+    SendResult,
+    classify_error,
+    reset_session,
+    send_message,
+    send_sender_action,
+)
+from observability.hashing import hash_psid
+from observability.logging import JsonFormatter, TextFormatter
+
+GRAPH_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
+TOKEN = "EAAGtestPAGEtoken0123456789abcdef"
+GRAPH = "https://graph.test.invalid/v25.0"
+SEND_URL = f"{GRAPH}/me/messages"
+PSID = "1254477777772919"
+MESSAGE = {"text": "Hello there"}
+T0 = 1_800_000_000_000
+
+
+def graph(name: str) -> dict:
+    """The parsed JSON of ``tests/fixtures/graph/<name>.json``."""
+    return json.loads((GRAPH_FIXTURES / f"{name}.json").read_text())
+
+
+# Every Send API error fixture, the HTTP status Facebook answers it with, and what it must become.
+ERROR_FIXTURES = {
+    "send_error_temporary": (400, SendErrorKind.TRANSIENT, 1200, 2018024, "FTsr5khdiKl"),
+    "send_error_service_unavailable": (503, SendErrorKind.TRANSIENT, 2, None, "DRK+4tBKnaY"),
+    "send_error_rate_limit": (400, SendErrorKind.RATE_LIMITED, 613, None, "C8eF69zBeUS"),
+    "send_error_page_rate_limit": (400, SendErrorKind.RATE_LIMITED, 32, None, ""),
+    "send_error_user_unavailable": (400, SendErrorKind.RECIPIENT_UNAVAILABLE, 551, 1545041, "G3GRmtpZiq6"),
+    "send_error_outside_window": (400, SendErrorKind.OUTSIDE_WINDOW, 10, 2018278, "AbCdEfGhIjK"),
+    "send_error_outside_window_legacy_2018065": (
+        400,
+        SendErrorKind.OUTSIDE_WINDOW,
+        10,
+        2018065,
+        "H/vnkB0t7Fk",
+    ),
+    "send_error_no_matching_user": (400, SendErrorKind.NO_SUCH_USER, 100, None, "HBjp0Pu1DOb"),
+    "send_error_invalid_token": (400, SendErrorKind.AUTH, 190, 1234567, "BLBz/WZt8dN"),
+    "send_error_token_expired": (400, SendErrorKind.AUTH, 190, 463, "AXS25JPViBb5AY5tP5EzTnD"),
+}
+
+
+@pytest.fixture(autouse=True)
+def send_settings():
+    """A configured page token and the contract's retry/circuit defaults; a fresh session and circuit."""
+    with override_settings(
+        MESSENGER_PAGE_ACCESS_TOKEN=TOKEN,
+        MESSENGER_GRAPH_API_URL=GRAPH,
+        MESSENGER_SEND_TIMEOUT_MS=5000,
+        MESSENGER_MAX_RETRIES=3,
+        MESSENGER_RETRY_BASE_MS=1000,
+        MESSENGER_CIRCUIT_FAILURE_THRESHOLD=5,
+        MESSENGER_CIRCUIT_COOLDOWN_MS=30_000,
+    ):
+        reset_session()
+        get_breaker().reset()
+        yield
+        reset_session()
+        get_breaker().reset()
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """The retry waits, in seconds, recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(send_api, "_sleep", recorded.append)
+    return recorded
+
+
+@pytest.fixture
+def graph_api():
+    """The Graph API, answered by ``responses``; every registered answer need not be used."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The circuit breaker's clock frozen at T0; ``clock.advance(ms)`` moves it."""
+
+    class Clock:
+        now = T0
+
+        def advance(self, ms: int) -> None:
+            self.now += ms
+
+    fake = Clock()
+    monkeypatch.setattr(circuit, "_now_ms", lambda: fake.now)
+    return fake
+
+
+def answer(mock, name: str, status: int | None = None, times: int = 1) -> None:
+    """Queue ``times`` answers of the Graph fixture ``name`` (status from ERROR_FIXTURES or 200)."""
+    if status is None:
+        status = ERROR_FIXTURES[name][0] if name in ERROR_FIXTURES else 200
+    for _ in range(times):
+        mock.post(SEND_URL, json=graph(name), status=status)
+
+
+def open_circuit() -> None:
+    breaker = get_breaker()
+    for _ in range(5):
+        breaker.record_failure(breaker.acquire())
+    assert breaker.state() == "open"
+
+
+# --- classification ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ERROR_FIXTURES))
+def test_classify_error_maps_each_graph_fixture(name):
+    """Each real Graph error body becomes the right kind, code, subcode and fbtrace_id."""
+    status, kind, code, subcode, trace = ERROR_FIXTURES[name]
+    assert classify_error(http_status=status, body=graph(name)) == (kind, code, subcode, trace)
+
+
+def test_classify_error_table_covers_every_error_fixture():
+    """No Send API error fixture is left out of the classification table above."""
+    on_disk = {p.stem for p in GRAPH_FIXTURES.glob("send_error_*.json")}
+    assert on_disk == set(ERROR_FIXTURES)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "exc", "kind"),
+    [
+        (None, None, requests.ConnectionError("refused"), SendErrorKind.TRANSIENT),
+        (None, None, requests.ReadTimeout("read timed out"), SendErrorKind.TRANSIENT),
+        (None, None, requests.ConnectTimeout("connect timed out"), SendErrorKind.TRANSIENT),
+        (None, None, requests.exceptions.InvalidURL("bad url"), SendErrorKind.UNKNOWN),
+        (502, None, None, SendErrorKind.TRANSIENT),
+        (500, {"error": {"code": 1, "message": "An unknown error occurred"}}, None, SendErrorKind.TRANSIENT),
+        (429, None, None, SendErrorKind.RATE_LIMITED),
+        (400, {"error": {"code": 4, "message": "Application request limit reached"}}, None, "rate_limited"),
+        (400, {"error": {"code": 17, "message": "User request limit reached"}}, None, "rate_limited"),
+        (400, {"error": {"code": 10, "error_subcode": 2018108}}, None, "recipient_unavailable"),
+        (400, {"error": {"code": 200, "error_subcode": 1545041}}, None, "recipient_unavailable"),
+        (400, {"error": {"code": 100, "error_subcode": 2018001}}, None, SendErrorKind.NO_SUCH_USER),
+        (
+            400,
+            {"error": {"code": 100, "message": "(#100) Param message[text] must be a UTF-8 encoded string"}},
+            None,
+            SendErrorKind.INVALID_REQUEST,
+        ),
+        (400, {"error": {"code": 10, "message": "Application does not have permission"}}, None, "auth"),
+        (400, {"error": {"code": 230, "message": "Requires pages_messaging permission"}}, None, "auth"),
+        (401, None, None, SendErrorKind.AUTH),
+        (400, {"error": {"code": 9999, "is_transient": True}}, None, SendErrorKind.TRANSIENT),
+        (400, {"error": {"code": 9999}}, None, SendErrorKind.UNKNOWN),
+        (400, None, None, SendErrorKind.UNKNOWN),
+    ],
+)
+def test_classify_error_handles_network_status_and_codes(status, body, exc, kind):
+    """Network errors, bare HTTP statuses and codes outside the fixtures map as documented."""
+    assert classify_error(http_status=status, body=body, exc=exc)[0] == kind
+
+
+# --- the request ------------------------------------------------------------------------------
+
+
+def test_send_message_posts_exact_body_with_bearer_token(graph_api):
+    """The Send API gets exactly recipient/messaging_type/message, the token only in the header."""
+    answer(graph_api, "send_success")
+    message = {"text": "Hi", "quick_replies": [{"content_type": "text", "title": "Yes", "payload": "YES"}]}
+
+    result = send_message(psid=PSID, message=message, log_context={"mid": "m_1"})
+
+    request = graph_api.calls[0].request
+    assert json.loads(request.body) == {
+        "recipient": {"id": PSID},
+        "messaging_type": "RESPONSE",
+        "message": message,
+    }
+    assert request.url == SEND_URL  # no query string: the token is never in a URL
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["Content-Type"] == "application/json"
+    assert result == SendResult(
+        ok=True, message_id=graph("send_success")["message_id"], http_status=200, attempts=1
+    )
+
+
+def test_send_message_passes_messaging_type(graph_api):
+    """A caller's messaging_type (e.g. MESSAGE_TAG, UPDATE) is sent as given."""
+    graph_api.post(
+        SEND_URL,
+        json=graph("send_success"),
+        match=[
+            matchers.json_params_matcher(
+                {"recipient": {"id": PSID}, "messaging_type": "UPDATE", "message": MESSAGE}
+            )
+        ],
+    )
+    assert send_message(psid=PSID, message=MESSAGE, messaging_type="UPDATE").ok
+
+
+def test_send_timeout_configurable(graph_api):
+    """Each HTTP call uses MESSENGER_SEND_TIMEOUT_MS, read when the call is made."""
+    answer(graph_api, "send_success", times=2)
+    send_message(psid=PSID, message=MESSAGE)
+    with override_settings(MESSENGER_SEND_TIMEOUT_MS=1234):
+        send_message(psid=PSID, message=MESSAGE)
+    assert graph_api.calls[0].request.req_kwargs["timeout"] == 5.0
+    assert graph_api.calls[1].request.req_kwargs["timeout"] == 1.234
+
+
+def test_send_timeout_is_transient_and_retried(graph_api, waits):
+    """A read timeout is a transient failure: retried, then the answer is used."""
+    graph_api.post(SEND_URL, body=requests.ReadTimeout("Read timed out. (read timeout=5.0)"))
+    answer(graph_api, "send_success")
+    result = send_message(psid=PSID, message=MESSAGE)
+    assert result.ok and result.attempts == 2
+    assert waits == [1.0]
+
+
+def test_send_uses_one_pooled_session_until_reset(graph_api):
+    """Sends share one requests.Session per process; reset_session() drops it."""
+    answer(graph_api, "send_success", times=2)
+    send_message(psid=PSID, message=MESSAGE)
+    first = send_api._get_session()
+    send_message(psid=PSID, message=MESSAGE)
+    assert send_api._get_session() is first
+    reset_session()
+    assert send_api._get_session() is not first
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+
+def test_send_retries_on_transient_error(graph_api, waits):
+    """Two transient failures (code 1200, then HTTP 503) are retried; the third try delivers."""
+    answer(graph_api, "send_error_temporary")
+    answer(graph_api, "send_error_service_unavailable")
+    answer(graph_api, "send_success")
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert result.ok
+    assert result.attempts == 3
+    assert len(graph_api.calls) == 3
+    assert waits == [1.0, 2.0]
+
+
+def test_send_stops_after_3_retries(graph_api, waits):
+    """A transient failure that persists is tried 1 + 3 times, waiting 1 s, 2 s, 4 s, then reported."""
+    answer(graph_api, "send_error_temporary", times=5)
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert len(graph_api.calls) == 4
+    assert waits == [1.0, 2.0, 4.0]
+    assert not result.ok and not result.deferred
+    assert result.error_kind == SendErrorKind.TRANSIENT
+    assert (result.error_code, result.error_subcode, result.fbtrace_id) == (1200, 2018024, "FTsr5khdiKl")
+    assert result.attempts == 4
+
+
+def test_send_retry_count_and_base_follow_settings(graph_api, waits):
+    """MESSENGER_MAX_RETRIES and MESSENGER_RETRY_BASE_MS are read at call time."""
+    answer(graph_api, "send_error_temporary", times=3)
+    with override_settings(MESSENGER_MAX_RETRIES=2, MESSENGER_RETRY_BASE_MS=250):
+        result = send_message(psid=PSID, message=MESSAGE)
+    assert result.attempts == 3
+    assert waits == [0.25, 0.5]
+
+
+@pytest.mark.parametrize("name", ["send_error_rate_limit", "send_error_page_rate_limit"])
+def test_send_rate_limit_retried_with_longer_wait(graph_api, waits, name):
+    """Rate-limit errors (613, 32) are retried with waits four times longer: 4 s, 8 s, 16 s."""
+    answer(graph_api, name, times=4)
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert waits == [4.0, 8.0, 16.0]
+    assert len(graph_api.calls) == 4
+    assert result.error_kind == SendErrorKind.RATE_LIMITED
+
+
+def test_send_rate_limit_then_success_waits_once(graph_api, waits):
+    """One rate-limit answer then a success costs a single 4 s wait."""
+    answer(graph_api, "send_error_rate_limit")
+    answer(graph_api, "send_success")
+    result = send_message(psid=PSID, message=MESSAGE)
+    assert result.ok and result.attempts == 2
+    assert waits == [4.0]
+
+
+def test_send_waits_are_capped(graph_api, waits):
+    """No single wait exceeds 30 s, whatever the base."""
+    answer(graph_api, "send_error_rate_limit", times=4)
+    with override_settings(MESSENGER_RETRY_BASE_MS=5000):
+        send_message(psid=PSID, message=MESSAGE)
+    assert waits == [20.0, 30.0, 30.0]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "permanent"),
+    [
+        ("send_error_user_unavailable", SendErrorKind.RECIPIENT_UNAVAILABLE, True),
+        ("send_error_outside_window", SendErrorKind.OUTSIDE_WINDOW, True),
+        ("send_error_outside_window_legacy_2018065", SendErrorKind.OUTSIDE_WINDOW, True),
+        ("send_error_no_matching_user", SendErrorKind.NO_SUCH_USER, True),
+        ("send_error_invalid_token", SendErrorKind.AUTH, False),
+        ("send_error_token_expired", SendErrorKind.AUTH, False),
+    ],
+)
+def test_send_permanent_errors_not_retried(graph_api, waits, name, kind, permanent):
+    """User-unavailable, outside-window, no-such-user and token errors get one try and no wait."""
+    answer(graph_api, name, times=2)
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert len(graph_api.calls) == 1
+    assert waits == []
+    assert not result.ok and not result.deferred
+    assert result.error_kind == kind
+    assert result.permanent_for_recipient is permanent
+    assert result.http_status == 400
+    assert result.attempts == 1
+
+
+def test_send_invalid_request_not_retried(graph_api, waits):
+    """A malformed message (other code 100) is reported at once as invalid_request."""
+    graph_api.post(
+        SEND_URL,
+        status=400,
+        json={
+            "error": {
+                "message": "(#100) Invalid parameter",
+                "code": 100,
+                "type": "OAuthException",
+                "fbtrace_id": "X1",
+            }
+        },
+    )
+    result = send_message(psid=PSID, message=MESSAGE)
+    assert result.error_kind == SendErrorKind.INVALID_REQUEST
+    assert len(graph_api.calls) == 1 and waits == []
+
+
+# --- the circuit ------------------------------------------------------------------------------
+
+
+def test_circuit_open_returns_cached_fallback(graph_api, clock):
+    """With the circuit open, send_message returns a deferred result at once and makes no HTTP call."""
+    open_circuit()
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert len(graph_api.calls) == 0
+    assert result == SendResult(
+        ok=False, error_kind=SendErrorKind.CIRCUIT_OPEN, deferred=True, retry_after_ms=30_000, attempts=0
+    )
+    assert not result.permanent_for_recipient
+
+
+def test_send_stops_retrying_when_circuit_opens_mid_retry(graph_api, waits, clock):
+    """Failures of our own retries open the circuit: no further attempt, a deferred result."""
+    answer(graph_api, "send_error_temporary", times=5)
+    with override_settings(MESSENGER_CIRCUIT_FAILURE_THRESHOLD=2):
+        result = send_message(psid=PSID, message=MESSAGE)
+
+    assert len(graph_api.calls) == 2
+    assert waits == [1.0]
+    assert result.deferred and result.error_kind == SendErrorKind.CIRCUIT_OPEN
+    assert result.retry_after_ms == 30_000
+    assert (result.error_code, result.attempts) == (1200, 2)
+    assert get_breaker().state() == "open"
+
+
+def test_send_stops_retrying_when_another_process_opens_circuit(graph_api, monkeypatch, clock):
+    """If the circuit opens elsewhere while we wait, the next attempt is not made."""
+    answer(graph_api, "send_error_temporary", times=3)
+    monkeypatch.setattr(send_api, "_sleep", lambda seconds: open_circuit())
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert len(graph_api.calls) == 1
+    assert result.deferred and result.attempts == 1
+    assert result.error_code == 1200  # the last HTTP failure is kept for the record
+
+
+def test_send_deferred_message_delivered_once_circuit_closes(graph_api, clock):
+    """A message deferred by an open circuit goes out as the probe after the cooldown and closes it."""
+    open_circuit()
+    deferred = send_message(psid=PSID, message=MESSAGE)
+    assert deferred.deferred and len(graph_api.calls) == 0
+
+    clock.advance(deferred.retry_after_ms)
+    answer(graph_api, "send_success")
+    retried = send_message(psid=PSID, message=MESSAGE)
+
+    assert retried.ok and retried.attempts == 1
+    assert len(graph_api.calls) == 1
+    assert get_breaker().state() == "closed"
+
+
+def test_send_failed_probe_reopens_without_retrying(graph_api, waits, clock):
+    """The half-open probe is one attempt: its transient failure reopens the circuit, no retry."""
+    open_circuit()
+    clock.advance(30_000)
+    answer(graph_api, "send_error_service_unavailable", times=3)
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert len(graph_api.calls) == 1 and waits == []
+    assert result.deferred and result.retry_after_ms == 30_000
+    assert get_breaker().state() == "open"
+
+
+def test_send_probe_answered_with_recipient_error_closes_circuit(graph_api, clock):
+    """A probe that gets a recipient's own error proves the API is up: the circuit closes."""
+    open_circuit()
+    clock.advance(30_000)
+    answer(graph_api, "send_error_user_unavailable")
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert result.error_kind == SendErrorKind.RECIPIENT_UNAVAILABLE and not result.deferred
+    assert get_breaker().state() == "closed"
+
+
+def test_send_recipient_errors_do_not_count_toward_circuit(graph_api, clock):
+    """Ten recipients who cannot be reached leave the circuit closed with no failure counted."""
+    answer(graph_api, "send_error_user_unavailable", times=4)
+    answer(graph_api, "send_error_outside_window", times=3)
+    answer(graph_api, "send_error_no_matching_user", times=3)
+    for _ in range(10):
+        send_message(psid=PSID, message=MESSAGE)
+    assert get_breaker().state() == "closed"
+    assert get_breaker().failure_count() == 0
+
+
+def test_send_neutral_errors_do_not_reset_failure_count(graph_api, waits, clock):
+    """An invalid request between API failures neither counts nor resets the consecutive count."""
+    breaker = get_breaker()
+    for _ in range(3):
+        breaker.record_failure(breaker.acquire())
+    graph_api.post(SEND_URL, status=400, json={"error": {"code": 100, "message": "(#100) Invalid parameter"}})
+    send_message(psid=PSID, message=MESSAGE)
+    assert breaker.failure_count() == 3
+
+
+def test_send_success_resets_failure_count(graph_api, clock):
+    """A delivered message resets the consecutive failure count."""
+    breaker = get_breaker()
+    for _ in range(4):
+        breaker.record_failure(breaker.acquire())
+    answer(graph_api, "send_success")
+    send_message(psid=PSID, message=MESSAGE)
+    assert breaker.failure_count() == 0
+
+
+def test_send_auth_errors_open_circuit(graph_api, clock):
+    """A revoked page token fails every send: five of them open the circuit."""
+    answer(graph_api, "send_error_invalid_token", times=5)
+    results = [send_message(psid=PSID, message=MESSAGE) for _ in range(5)]
+    assert [r.error_kind for r in results[:4]] == [SendErrorKind.AUTH] * 4
+    assert results[4].deferred and results[4].error_code == 190
+    assert get_breaker().state() == "open"
+
+
+def test_send_goes_out_when_redis_is_down(graph_api, monkeypatch, caplog):
+    """An unreachable Redis does not stop replies: the circuit fails open and says so in the log."""
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr(circuit, "_redis", lambda: dead)
+    caplog.set_level(logging.INFO)
+    answer(graph_api, "send_success")
+
+    result = send_message(psid=PSID, message=MESSAGE)
+
+    assert result.ok and len(graph_api.calls) == 1
+    assert "messenger.circuit.redis-unavailable" in [r.getMessage() for r in caplog.records]
+
+
+# --- secrets and logs -------------------------------------------------------------------------
+
+
+def formatted(records) -> str:
+    """Every record as both production formatters would write it."""
+    text, js = TextFormatter(), JsonFormatter()
+    return "\n".join(f"{text.format(r)}\n{js.format(r)}\n{vars(r)!r}" for r in records)
+
+
+def test_send_network_error_never_leaks_token(graph_api, waits, caplog):
+    """A network error whose text quotes the URL and header leaves no token in logs or results."""
+    caplog.set_level(logging.DEBUG)
+    leaky = requests.ConnectionError(
+        f"HTTPSConnectionPool: Max retries exceeded with url: /v25.0/me/messages?access_token={TOKEN} "
+        f"(headers: Authorization: Bearer {TOKEN})"
+    )
+    for _ in range(4):
+        graph_api.post(SEND_URL, body=leaky)
+
+    result = send_message(psid=PSID, message=MESSAGE, log_context={"mid": "m_leak"})
+
+    assert result.error_kind == SendErrorKind.TRANSIENT and result.attempts == 4
+    assert TOKEN not in repr(result) and TOKEN not in str(result)
+    assert caplog.records, "the failure must be logged"
+    assert TOKEN not in caplog.text
+    assert TOKEN not in formatted(caplog.records)
+    assert "[redacted]" in formatted(caplog.records)  # the error text is kept, scrubbed
+
+
+def test_send_api_errors_never_leak_token(graph_api, caplog):
+    """An auth failure (the likeliest moment to dump a request) logs no token either."""
+    caplog.set_level(logging.DEBUG)
+    answer(graph_api, "send_error_invalid_token")
+    result = send_message(psid=PSID, message=MESSAGE)
+    assert TOKEN not in formatted(caplog.records) and TOKEN not in repr(result)
+
+
+def test_send_logs_carry_mid_and_psid_hash_never_psid(graph_api, waits, caplog):
+    """Failure lines carry mid, hashed PSID, code and fbtrace_id, and never the raw PSID."""
+    caplog.set_level(logging.DEBUG)
+    answer(graph_api, "send_error_user_unavailable")
+
+    send_message(psid=PSID, message=MESSAGE, log_context={"mid": "m_abc", "psid": PSID})
+
+    failed = [r for r in caplog.records if r.getMessage() == "messenger.send.failed"]
+    assert len(failed) == 1
+    record = failed[0]
+    assert record.mid == "m_abc"
+    assert record.psid_hash == hash_psid(PSID)
+    assert (record.error_kind, record.error_code, record.fbtrace_id) == (
+        "recipient_unavailable",
+        551,
+        "G3GRmtpZiq6",
+    )
+    assert PSID not in formatted(caplog.records)
+
+
+def test_send_keeps_callers_psid_hash(graph_api, caplog):
+    """A psid_hash passed by the caller is used as given."""
+    caplog.set_level(logging.DEBUG)
+    answer(graph_api, "send_error_invalid_token")
+    send_message(psid=PSID, message=MESSAGE, log_context={"mid": "m_x", "psid_hash": "given"})
+    assert {r.psid_hash for r in caplog.records if r.name == "messenger.send"} == {"given"}
+
+
+# --- dry run ----------------------------------------------------------------------------------
+
+
+def test_send_dry_run_records_and_logs_without_http(graph_api, caplog):
+    """Without a page token nothing is sent: the body is kept, logged (PSID hashed), success-shaped."""
+    caplog.set_level(logging.INFO)
+    with override_settings(MESSENGER_PAGE_ACCESS_TOKEN=""):
+        result = send_message(psid=PSID, message=MESSAGE, log_context={"mid": "m_dry"})
+
+    assert len(graph_api.calls) == 0
+    assert result.ok and result.dry_run and not result.deferred
+    assert result.message_id.startswith("dryrun-") and len(result.message_id) > len("dryrun-")
+    assert DRY_RUN_LOG[-1] == {"recipient": {"id": PSID}, "messaging_type": "RESPONSE", "message": MESSAGE}
+    [record] = [r for r in caplog.records if r.getMessage() == "messenger.send.dry-run"]
+    assert record.mid == "m_dry"
+    assert json.loads(record.body) == {
+        "recipient": {"id": f"psid_hash:{hash_psid(PSID)}"},
+        "messaging_type": "RESPONSE",
+        "message": MESSAGE,
+    }
+    assert PSID not in formatted(caplog.records)
+
+
+def test_send_dry_run_log_is_bounded():
+    """DRY_RUN_LOG keeps only the most recent bodies."""
+    with override_settings(MESSENGER_PAGE_ACCESS_TOKEN=""):
+        for i in range(DRY_RUN_LOG.maxlen + 5):
+            send_message(psid=PSID, message={"text": str(i)})
+    assert len(DRY_RUN_LOG) == DRY_RUN_LOG.maxlen
+    assert DRY_RUN_LOG[-1]["message"] == {"text": str(DRY_RUN_LOG.maxlen + 4)}
+
+
+def test_send_dry_run_ignores_open_circuit(graph_api, clock):
+    """Dry run touches neither HTTP nor the circuit."""
+    open_circuit()
+    with override_settings(MESSENGER_PAGE_ACCESS_TOKEN=""):
+        assert send_message(psid=PSID, message=MESSAGE).dry_run
+
+
+# --- sender actions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["mark_seen", "typing_on", "typing_off"])
+def test_sender_action_body_shape(graph_api, action):
+    """A sender action posts only recipient and sender_action, and returns no message id."""
+    answer(graph_api, "send_success_sender_action")
+
+    result = send_sender_action(psid=PSID, action=action)
+
+    assert json.loads(graph_api.calls[0].request.body) == {"recipient": {"id": PSID}, "sender_action": action}
+    assert graph_api.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert result.ok and result.message_id == "" and result.attempts == 1
+
+
+def test_sender_action_makes_one_attempt_only(graph_api, waits):
+    """A transient failure of a typing indicator is not retried."""
+    answer(graph_api, "send_error_temporary", times=3)
+    result = send_sender_action(psid=PSID, action="typing_on")
+    assert len(graph_api.calls) == 1 and waits == []
+    assert result.error_kind == SendErrorKind.TRANSIENT
+
+
+def test_sender_action_skipped_while_circuit_open(graph_api, clock):
+    """While the circuit is open a sender action makes no call and returns a deferred result."""
+    open_circuit()
+    result = send_sender_action(psid=PSID, action="typing_on")
+    assert len(graph_api.calls) == 0
+    assert result.deferred and result.error_kind == SendErrorKind.CIRCUIT_OPEN
+
+
+def test_sender_action_unknown_name_is_invalid_request(graph_api):
+    """An action Facebook doesn't know is refused locally, without a call or an exception."""
+    result = send_sender_action(psid=PSID, action="dance")
+    assert result.error_kind == SendErrorKind.INVALID_REQUEST
+    assert len(graph_api.calls) == 0
+
+
+def test_sender_action_never_raises(graph_api, monkeypatch, caplog):
+    """Even a bug below it is logged and turned into a failed result."""
+
+    def broken(**kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(send_api, "_deliver", broken)
+    result = send_sender_action(psid=PSID, action="mark_seen")
+    assert not result.ok and result.error_kind == SendErrorKind.UNKNOWN
+    assert "messenger.send.sender-action-crashed" in [r.getMessage() for r in caplog.records]
+
+
+def test_sender_action_dry_run(graph_api):
+    """In dry-run mode a sender action is recorded and succeeds without a message id."""
+    with override_settings(MESSENGER_PAGE_ACCESS_TOKEN=""):
+        result = send_sender_action(psid=PSID, action="typing_off")
+    assert result.ok and result.dry_run and result.message_id == ""
+    assert DRY_RUN_LOG[-1] == {"recipient": {"id": PSID}, "sender_action": "typing_off"}
+    assert len(graph_api.calls) == 0
