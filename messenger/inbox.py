@@ -10,6 +10,7 @@ therefore never lost: it is answered, or it says why not, or it is waiting to be
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,13 @@ OPEN_STATUSES = (
     InboundMessage.Status.QUEUED,
     InboundMessage.Status.PROCESSING,
     InboundMessage.Status.DEFERRED,
+)
+_FINAL = (
+    InboundMessage.Status.ANSWERED,
+    InboundMessage.Status.NO_REPLY,
+    InboundMessage.Status.HANDED_OVER,
+    InboundMessage.Status.EXPIRED,
+    InboundMessage.Status.FAILED,
 )
 _ALIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
 
@@ -146,11 +154,21 @@ def inbox_keep_events(
     return result
 
 
-def _enqueue_one(row: InboundMessage, *, at: datetime | None = None) -> None:
+def current_job_id(row: InboundMessage) -> str:
+    return row.job_id or job_id_for(row.id)
+
+
+def _enqueue_one(row: InboundMessage, *, at: datetime | None = None, fresh: bool = False) -> None:
+    """Queue (or schedule ``at``) the row's job; ``fresh`` gives it a new job id, recorded on the row."""
     route = route_for(kind=row.kind, text=row.text, has_attachments=bool(row.attachments))
     queue = get_queue(route.queue)
+    job_id = job_id_for(row.id)
+    if fresh:
+        job_id = f"{job_id}-{secrets.token_hex(4)}"
+        InboundMessage.objects.filter(id=row.id).update(job_id=job_id)
+        row.job_id = job_id
     options = {
-        "job_id": job_id_for(row.id),
+        "job_id": job_id,
         "job_timeout": route.job_timeout,
         "result_ttl": 600,
         "failure_ttl": 7 * 24 * 3600,
@@ -188,12 +206,20 @@ def inbox_enqueue(*, rows: Iterable[InboundMessage]) -> tuple[int, int]:
 
 def inbox_schedule_retry(*, inbound: InboundMessage, delay_ms: int) -> None:
     """Run this message's job again in ``delay_ms`` (rq's scheduler, ``--with-scheduler``)."""
-    _enqueue_one(inbound, at=timezone.now() + timedelta(milliseconds=delay_ms))
+    _enqueue_one(inbound, at=timezone.now() + timedelta(milliseconds=delay_ms), fresh=True)
+
+
+def inbox_requeue_one(*, inbound: InboundMessage) -> None:
+    """Queue a fresh job for one open message (a drain handing on, a worker putting its message back)."""
+    InboundMessage.objects.filter(id=inbound.id).exclude(status__in=_FINAL).update(
+        status=InboundMessage.Status.QUEUED, worker_name=""
+    )
+    _enqueue_one(inbound, fresh=True)
 
 
 def _job_alive(row: InboundMessage, connection: redis.Redis) -> bool:
     try:
-        job = Job.fetch(job_id_for(row.id), connection=connection)
+        job = Job.fetch(current_job_id(row), connection=connection)
         status = job.get_status(refresh=False)
     except NoSuchJobError:
         return False
@@ -234,12 +260,17 @@ def inbox_requeue(
         elif row.status != InboundMessage.Status.PENDING and _job_alive(row, connection):
             result.skipped_alive += 1
             continue
+        if row.status == InboundMessage.Status.DEFERRED and row.not_before and row.not_before > now:
+            # Parked until later and its scheduled job was lost: schedule it again, don't run it now.
+            _enqueue_one(row, at=row.not_before, fresh=True)
+            result.requeued.append(row.id)
+            continue
         updated = InboundMessage.objects.filter(id=row.id, status=row.status).update(
             status=InboundMessage.Status.QUEUED, status_reason="requeued"
         )
         if not updated:
             continue  # a worker moved it on meanwhile
-        _enqueue_one(row)
+        _enqueue_one(row, fresh=True)
         result.requeued.append(row.id)
         logger.warning(
             "messenger.inbox.requeued",

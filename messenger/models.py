@@ -45,9 +45,14 @@ class InboundMessage(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     status_reason = models.CharField(max_length=255, blank=True, default="")
     queue_name = models.CharField(max_length=32, blank=True, default="")
+    # The rq job that answers it; empty means the first job, ``inbound-<id>``. Requeues get fresh ids
+    # so a job that rq still remembers as started (its worker died) never shadows the new one.
+    job_id = models.CharField(max_length=64, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     worker_name = models.CharField(max_length=255, blank=True, default="")
     processing_started_at = models.DateTimeField(null=True, blank=True)
+    # A deferred message is not tried again before this time (the circuit's cooldown, a parked send).
+    not_before = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     # The generated reply, kept so a re-run sends the same parts instead of asking the engine again.

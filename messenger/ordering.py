@@ -1,0 +1,105 @@
+"""One sender at a time: a Redis lock per sender, kept alive by a heartbeat while a worker holds it.
+
+Messages of one user must be answered one after another in the order of their timestamps, across
+any number of workers. The job that holds a sender's lock answers all of that sender's open
+messages, earliest first (see ``messenger.pipeline.sender_drain``); a job that can't get the lock
+leaves its message to the holder.
+
+The heartbeat thread renews the lock and an "in flight" key for the message being processed every
+``HEARTBEAT_S`` seconds, with a TTL of ``LEASE_S``. A worker killed outright (SIGKILL, OOM) stops
+renewing: within ``LEASE_S`` its lock is free for the next job of that sender and the recovery sweep
+sees the message as stranded (``messenger.inbox.inbox_requeue``). A live worker that is merely slow
+keeps both keys alive, so nobody takes its message away from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+
+import redis
+
+from messenger.inbox import INFLIGHT_KEY
+
+logger = logging.getLogger("messenger.ordering")
+
+LEASE_S = 10
+HEARTBEAT_S = 2.0
+LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
+
+# Renew (or release) only a lock we still own: a lock that expired and was taken by another worker
+# must not be extended or deleted by the old owner.
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class SenderLock:
+    """The lock on one sender's messages, with a heartbeat thread while held."""
+
+    def __init__(self, connection: redis.Redis, *, page_id: str, psid: str, owner: str = "") -> None:
+        self.connection = connection
+        self.key = LOCK_KEY.format(page_id=page_id, psid=psid)
+        self.token = f"{owner or 'worker'}:{secrets.token_hex(8)}"
+        self._inflight_id: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        self.lost = False
+
+    def acquire(self) -> bool:
+        """Take the lock if free; start the heartbeat. Never blocks."""
+        if not self.connection.set(self.key, self.token, nx=True, ex=LEASE_S):
+            return False
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat {self.key}", daemon=True)
+        self._thread.start()
+        return True
+
+    def set_inflight(self, inbound_id: int | None) -> None:
+        """Mark ``inbound_id`` as in flight under this lock (``None`` clears it)."""
+        with self._guard:
+            previous, self._inflight_id = self._inflight_id, inbound_id
+            pipe = self.connection.pipeline()
+            if previous is not None and previous != inbound_id:
+                pipe.delete(INFLIGHT_KEY.format(id=previous))
+            if inbound_id is not None:
+                pipe.set(INFLIGHT_KEY.format(id=inbound_id), self.token, ex=LEASE_S)
+            pipe.execute()
+
+    def _beat(self) -> None:
+        lease_ms = LEASE_S * 1000
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                with self._guard:
+                    if not self.connection.eval(_RENEW, 1, self.key, self.token, lease_ms):
+                        self.lost = True
+                        logger.error("messenger.ordering.lock-lost", extra={"lock": self.key})
+                        return
+                    if self._inflight_id is not None:
+                        self.connection.set(INFLIGHT_KEY.format(id=self._inflight_id), self.token, ex=LEASE_S)
+            except redis.RedisError as exc:
+                # Keep beating: a short Redis outage must not end the lease early.
+                logger.warning("messenger.ordering.heartbeat-failed", extra={"error": type(exc).__name__})
+
+    def release(self) -> None:
+        """Stop the heartbeat and free the lock and the in-flight key, if still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=HEARTBEAT_S + 1)
+        try:
+            self.set_inflight(None)
+            self.connection.eval(_RELEASE, 1, self.key, self.token)
+        except redis.RedisError as exc:
+            # The lease runs out by itself within LEASE_S; the next job of this sender waits that long.
+            logger.warning("messenger.ordering.release-failed", extra={"error": type(exc).__name__})
