@@ -30,7 +30,8 @@ def structured_from_reply(*, reply: Reply) -> dict:
     if reply.buttons:
         structured["buttons"] = [asdict(b) for b in reply.buttons]
     if reply.cards:
-        structured["cards"] = [asdict(c) for c in reply.cards]
+        # asdict keeps tuples; JSON-shaped lists make the in-memory value equal the stored one.
+        structured["cards"] = [{**asdict(c), "buttons": [asdict(b) for b in c.buttons]} for c in reply.cards]
     return structured
 
 
