@@ -213,10 +213,14 @@ class _Checker:
     def pattern(self, value: Any, where: str) -> re.Pattern[str]:
         raw = self.text(value, where)
         try:
+            alone = re.compile(raw)  # on its own first, so an error's position is the one staff typed
             # Whole words only: the pattern may not start or end inside a word ("hi" never in "this").
-            return re.compile(rf"(?<!\w)(?:{raw})(?!\w)", re.IGNORECASE)
+            compiled = re.compile(rf"(?<!\w)(?:{raw})(?!\w)", re.IGNORECASE)
         except re.error as exc:
             raise self.fail(where, f"{raw!r} is not a valid regular expression ({exc})") from exc
+        if alone.fullmatch(""):
+            raise self.fail(where, f"{raw!r} matches an empty text, so it would match every message")
+        return compiled
 
 
 _RESPONSE_KEYS = {"answers", "quick_replies", "buttons", "cards"}

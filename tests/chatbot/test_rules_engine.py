@@ -259,7 +259,13 @@ def test_shipped_file_defines_required_intents_and_payloads():
         (minimal_rules(version=2), "at version: 2 is not supported"),
         (
             minimal_rules(intents=[{"name": "x", "patterns": ["(unclosed"], "answers": ["a"]}]),
-            "at intents[0] (\"x\").patterns[0]: '(unclosed' is not a valid regular expression",
+            "at intents[0] (\"x\").patterns[0]: '(unclosed' is not a valid regular expression "
+            "(missing ), unterminated subpattern at position 0)",
+        ),
+        (
+            minimal_rules(intents=[{"name": "x", "patterns": ["(hi)?"], "answers": ["a"]}]),
+            "at intents[0] (\"x\").patterns[0]: '(hi)?' matches an empty text, "
+            "so it would match every message",
         ),
         (
             minimal_rules(intents=[{"name": "x", "pattern": ["hi"], "answers": ["a"]}]),
