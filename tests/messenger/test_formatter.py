@@ -303,9 +303,7 @@ def _assert_cuts_are_safe(text: str, parts: list[str], *, whole: bool = True) ->
         for cut in (start, end):
             assert cut in bounds, f"cut at {cut} splits a grapheme cluster"
             assert not (
-                0 < cut < len(text)
-                and "\ud800" <= text[cut - 1] <= "\udbff"
-                and "\udc00" <= text[cut] <= "\udfff"
+                0 < cut < len(text) and "\ud800" <= text[cut - 1] <= "\udbff" and "\udc00" <= text[cut] <= "\udfff"
             ), "cut between surrogate halves"
 
 
@@ -316,9 +314,7 @@ def test_split_text_parts_fit_and_keep_clusters_and_lose_nothing_below_the_cap(t
     parts = split_text(text, limit=limit, max_parts=10_000)
     assert all(1 <= len(p) <= limit for p in parts)
     # No part starts or ends with a whitespace cluster (a space carrying a combining mark is content).
-    assert all(
-        not regex.match(r"\X", p)[0].isspace() and not regex.findall(r"\X", p)[-1].isspace() for p in parts
-    )
+    assert all(not regex.match(r"\X", p)[0].isspace() and not regex.findall(r"\X", p)[-1].isspace() for p in parts)
     _assert_cuts_are_safe(text, parts)
     assert "".join(" ".join(parts).split()) == "".join(text.split())
 
@@ -663,3 +659,15 @@ def test_shorten_keeps_grapheme_clusters_whole():
 def test_is_http_url_accepts_only_absolute_http_urls(url, valid):
     """Only absolute http(s) URLs with a host pass."""
     assert is_http_url(url) is valid
+
+
+def test_format_reply_buttons_without_text_use_the_prompt_before_the_cards():
+    """Buttons on a reply carried by cards get the standard prompt as their template text."""
+    reply = Reply(
+        text="",
+        buttons=(Button(title="Menu", payload="MENU"),),
+        cards=(Card(title="Caps", subtitle="For sunny days."),),
+    )
+    messages = format_reply(reply)
+    assert [m["attachment"]["payload"]["template_type"] for m in messages] == ["button", "generic"]
+    assert messages[0]["attachment"]["payload"]["text"] == texts.BUTTONS_PROMPT
