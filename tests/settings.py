@@ -15,4 +15,4 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-for-the-test-suite-o
 os.environ.setdefault("MESSENGER_PAGE_ACCESS_TOKEN", "")
 os.environ.setdefault("CHATBOT_ENGINE", "rules")
 
-from chatbot.settings import *  # noqa: E402, F403
+from chatbot.settings import *  # noqa: F403

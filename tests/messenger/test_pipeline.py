@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import responses
@@ -17,7 +18,7 @@ from rq import SimpleWorker
 
 from chatbot.engine.types import Reply
 from conversations.models import Conversation, Message
-from conversations.services import conversation_hand_over, conversation_give_back
+from conversations.services import conversation_give_back, conversation_hand_over
 from messenger import texts
 from messenger.circuit import get_breaker
 from messenger.jobs import process_inbound
@@ -27,7 +28,7 @@ from tests.conftest import load_fixture
 
 GRAPH = "https://graph.facebook.com/v25.0/me/messages"
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("page_token")]
-RULES = json.loads(open("chatbot/rules.json").read())
+RULES = json.loads(Path("chatbot/rules.json").read_text())
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def graph():
 
 
 def load_fixture_graph(name):
-    return json.loads(open(f"tests/fixtures/graph/{name}.json").read())
+    return json.loads(Path(f"tests/fixtures/graph/{name}.json").read_text())
 
 
 def sent_messages(mock) -> list[dict]:
@@ -149,7 +150,7 @@ class _SlowEngine:
 
 @override_settings(MESSENGER_PROCESSING_TIMEOUT_MS=50)
 def test_processing_timeout_configurable(post_webhook, graph, monkeypatch):
-    """Past MESSENGER_PROCESSING_TIMEOUT_MS the user gets the 'taking longer' fallback; the late answer is dropped."""
+    """Past the processing timeout the user gets the 'taking longer' fallback; the late answer is dropped."""
     engine = _SlowEngine()
     monkeypatch.setattr("messenger.pipeline.get_engine", lambda: engine)
     post_webhook(text_body("what is the meaning of life?"))
@@ -182,7 +183,9 @@ def test_recipient_unavailable_marks_conversation_unreachable(post_webhook):
     assert Conversation.objects.get().status == Conversation.Status.UNREACHABLE
 
 
-@override_settings(MESSENGER_CIRCUIT_FAILURE_THRESHOLD=1, MESSENGER_MAX_RETRIES=0, MESSENGER_CIRCUIT_COOLDOWN_MS=60000)
+@override_settings(
+    MESSENGER_CIRCUIT_FAILURE_THRESHOLD=1, MESSENGER_MAX_RETRIES=0, MESSENGER_CIRCUIT_COOLDOWN_MS=60000
+)
 def test_circuit_open_defers_message_and_delivers_after_close(post_webhook, graph):
     """An open circuit parks the message (deferred, scheduled); once it closes the message is delivered once."""
     graph.replace(responses.POST, GRAPH, status=500, json=load_fixture_graph("send_error_service_unavailable"))

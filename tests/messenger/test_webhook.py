@@ -7,7 +7,6 @@ import logging
 
 import pytest
 from django.test import override_settings
-from django.urls import resolve
 from rq.job import Job
 
 from messenger.inbox import job_id_for

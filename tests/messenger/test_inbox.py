@@ -1,0 +1,76 @@
+"""The durable inbox when Redis is down, and ``messenger_requeue`` putting messages back."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import override_settings
+
+from messenger.inbox import inbox_requeue
+from messenger.models import InboundMessage
+from messenger.queues import get_queue
+
+pytestmark = pytest.mark.django_db
+
+
+def dead_queues():
+    queues = copy.deepcopy(settings.RQ_QUEUES)
+    for config in queues.values():
+        config["URL"] = "redis://127.0.0.1:1/15"  # nothing listens on port 1
+    return queues
+
+
+def test_redis_down_webhook_still_answers_and_keeps_row_pending(post_webhook):
+    """Redis refusing the job: the webhook answers 200 and the row stays pending with the reason."""
+    with override_settings(RQ_QUEUES=dead_queues()):
+        response = post_webhook("text_message")
+    assert response.status_code == 200
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.PENDING
+    assert row.status_reason == "queue unavailable when received"
+    assert get_queue("messenger_fast").count == 0
+
+
+def test_requeue_enqueues_pending_row_once_redis_is_back(post_webhook, capsys):
+    """messenger_requeue queues the pending row once Redis is back, and a second run queues nothing more."""
+    with override_settings(RQ_QUEUES=dead_queues()):
+        post_webhook("text_message")
+    call_command("messenger_requeue", "--min-age", "0")
+    assert "requeued=1" in capsys.readouterr().out
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.QUEUED
+    assert get_queue("messenger_fast").get_job_ids() == [row.job_id]
+    call_command("messenger_requeue", "--min-age", "0")
+    assert "requeued=0 already_queued=1" in capsys.readouterr().out
+    assert get_queue("messenger_fast").count == 1
+
+
+def test_requeue_leaves_young_rows_alone(post_webhook):
+    """A row younger than min_age may still be on its way to the queue: it is not requeued."""
+    with override_settings(RQ_QUEUES=dead_queues()):
+        post_webhook("text_message")
+    assert inbox_requeue().requeued == []
+
+
+def test_requeue_finds_queued_row_whose_job_vanished(post_webhook, redis_conn):
+    """A row marked queued whose job Redis lost (a restart) is queued again."""
+    post_webhook("text_message")
+    redis_conn.flushdb()
+    from datetime import timedelta
+
+    result = inbox_requeue(min_age=timedelta(0))
+    assert result.requeued == [InboundMessage.objects.get().id]
+
+
+def test_requeue_command_reports_redis_down():
+    """With Redis down the command fails with a clear message instead of a traceback."""
+    from django.core.management.base import CommandError
+
+    InboundMessage.objects.create(mid="m1", page_id="p", psid="u", kind="text", fb_timestamp=1,
+                                  status=InboundMessage.Status.PENDING,
+                                  received_at="2020-01-01T00:00:00Z")
+    with override_settings(RQ_QUEUES=dead_queues()), pytest.raises(CommandError, match="Redis is not reachable"):
+        call_command("messenger_requeue")
