@@ -297,7 +297,8 @@ def context_load(
     Database cost for a returning user on a cache hit (checked by the tests): the loading part is at
     most two SELECTs (the ``fb_message_id`` look-up, skipped without an id, and the open
     conversation), history costs none; then the append is one INSERT and one UPDATE in one
-    transaction. A cache miss adds one SELECT; a new sender adds the INSERT of the conversation.
+    transaction (BEGIN, INSERT, UPDATE, COMMIT: six statements in all, or a savepoint inside a
+    caller's transaction). A cache miss adds one SELECT; a new sender adds the conversation's INSERT.
     """
     now = now or timezone.now()
     fb_message_id = fb_message_id or None

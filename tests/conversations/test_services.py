@@ -155,8 +155,8 @@ def test_context_load_returning_user_cache_hit_loading_costs_two_queries(django_
     with CaptureQueriesContext(connection) as ctx:
         loaded = context_load(page_id=PAGE_ID, psid="psid-q", text="hi", fb_message_id="m.q", now=at(11))
     verbs = [query["sql"].split()[0] for query in ctx.captured_queries]
-    # Two SELECTs load; the append is one INSERT and one UPDATE inside a savepoint (a transaction in
-    # production, where BEGIN/COMMIT are not logged as queries).
+    # Two SELECTs load; the append is one INSERT and one UPDATE inside a savepoint here (the test's
+    # transaction); in production the same block is BEGIN, INSERT, UPDATE, COMMIT (bench/context.py).
     assert verbs == ["SELECT", "SELECT", "SAVEPOINT", "INSERT", "UPDATE", "RELEASE"]
     assert len(loaded.context.history) == 4
 

@@ -1,0 +1,177 @@
+"""Benchmark: loading a returning user's context with the Redis history cache hit vs missed.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/context.py [--loads 1000] [--history 10]
+
+Configures Django itself. ``DATABASE_URL`` defaults to postgres://root@127.0.0.1:5432/chatbot_bench
+(created on the ``postgres`` maintenance database when missing, then migrated); ``REDIS_URL``
+defaults to redis://127.0.0.1:6379/9.
+
+It starts a conversation for a fresh PSID with ``--history`` earlier messages, then times ``--loads``
+pairs, interleaved so drift hits both alike: the history key is deleted (untimed) and one
+``context_load`` runs on a cache **miss**; then one runs on a cache **hit** (the previous load filled
+the cache and its append pushed to it after commit). Each load is the handler's full call: get the
+conversation, read the history, append the inbound message (INSERT + UPDATE, committed). It also
+times the loading part alone (``conversation_get_or_start`` + ``history_recent``), where the
+cache makes the difference, and counts database queries per call with ``CaptureQueriesContext``
+(separate, untimed calls). Prints median and p99 in milliseconds, and a closing line with the
+hit/miss ratio. The rows it creates are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/chatbot_bench")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")  # per-load INFO lines would measure the console
+
+PAGE_ID = "bench-page"
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in ``url`` (PostgreSQL) when it does not exist yet."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            print(f"created database {name}")
+
+
+def percentile(values: list[float], pct: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loads", type=int, default=1000, help="loads per case (default 1000)")
+    parser.add_argument("--history", type=int, default=10, help="earlier messages (default 10)")
+    args = parser.parse_args()
+
+    ensure_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection, reset_queries
+    from django.test.utils import CaptureQueriesContext
+
+    from conversations import cache
+    from conversations.models import Conversation
+    from conversations.selectors import history_recent
+    from conversations.services import context_load, conversation_get_or_start, message_append
+
+    call_command("migrate", verbosity=0)
+    # DEBUG (the dev default) logs every query in memory: that would be part of what we time.
+    settings.DEBUG = False
+    run = uuid.uuid4().hex[:12]
+    psid = f"bench-{run}"
+
+    first = context_load(page_id=PAGE_ID, psid=psid, text="hello", fb_message_id=f"{run}.0")
+    conversation = first.conversation
+    for i in range(1, args.history):
+        message_append(
+            conversation=conversation,
+            direction="out" if i % 2 else "in",
+            text=f"earlier message {i} " + "lorem ipsum " * 8,
+        )
+
+    def forget() -> None:
+        cache.history_forget(conversation_id=conversation.pk)
+
+    def load(tag: str) -> None:
+        context_load(page_id=PAGE_ID, psid=psid, text="how much is delivery?", fb_message_id=f"{run}.{tag}")
+
+    def load_part() -> None:
+        found, _created = conversation_get_or_start(page_id=PAGE_ID, psid=psid)
+        history_recent(conversation=found)
+
+    timings: dict[str, list[float]] = {"hit": [], "miss": [], "part hit": [], "part miss": []}
+    try:
+        for i in range(20):  # warm-up: connections, statement plans
+            forget()
+            load(f"warm{i}")
+            load_part()
+        for i in range(args.loads):
+            forget()
+            t0 = time.perf_counter()
+            load(f"m{i}")
+            timings["miss"].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            load(f"h{i}")
+            timings["hit"].append((time.perf_counter() - t0) * 1000)
+            forget()
+            t0 = time.perf_counter()
+            load_part()
+            timings["part miss"].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            load_part()
+            timings["part hit"].append((time.perf_counter() - t0) * 1000)
+
+        queries: dict[str, int] = {}
+        reset_queries()
+        forget()
+        with CaptureQueriesContext(connection) as ctx:
+            load("qmiss")
+        queries["miss"] = len(ctx.captured_queries)
+        with CaptureQueriesContext(connection) as ctx:
+            load("qhit")
+        queries["hit"] = len(ctx.captured_queries)
+        forget()
+        with CaptureQueriesContext(connection) as ctx:
+            load_part()
+        queries["part miss"] = len(ctx.captured_queries)
+        with CaptureQueriesContext(connection) as ctx:
+            load_part()
+        queries["part hit"] = len(ctx.captured_queries)
+    finally:
+        forget()
+        Conversation.objects.filter(page_id=PAGE_ID, psid=psid).delete()
+
+    print(
+        f"context loads: {args.loads} per case, history limit {settings.MESSENGER_HISTORY_LIMIT}, "
+        f"{args.history} earlier messages, PostgreSQL + Redis on {connection.settings_dict['HOST']}"
+    )
+    print(f"{'case':<34} {'median ms':>10} {'p99 ms':>10} {'DB queries':>11}")
+    labels = {
+        "hit": "context_load, cache hit",
+        "miss": "context_load, cache miss",
+        "part hit": "loading part only, cache hit",
+        "part miss": "loading part only, cache miss",
+    }
+    for key, label in labels.items():
+        values = timings[key]
+        print(
+            f"{label:<34} {statistics.median(values):>10.3f} {percentile(values, 99):>10.3f} "
+            f"{queries[key]:>11}"
+        )
+    ratio = statistics.median(timings["hit"]) / statistics.median(timings["miss"])
+    part_ratio = statistics.median(timings["part hit"]) / statistics.median(timings["part miss"])
+    print(
+        f"hit/miss median ratio: context_load {ratio:.2f}, loading part {part_ratio:.2f}; "
+        f"DB queries per context_load: hit={queries['hit']} miss={queries['miss']} "
+        f"(loading part: hit={queries['part hit']} miss={queries['part miss']})"
+    )
+
+
+if __name__ == "__main__":
+    main()
