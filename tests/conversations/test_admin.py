@@ -268,3 +268,16 @@ def test_message_admin_is_read_only(admin_client):
     assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
     assert add.status_code == 403
     assert Message.objects.count() == 1
+
+
+def test_message_changelist_query_count_flat_from_10_to_1000(admin_client, django_assert_max_num_queries):
+    """The message list joins its conversation: no query per row, 10 or 1,000 messages alike."""
+    conversation = conversation_make(psid="psid-many")
+    messages_make(conversation=conversation, count=10)
+    url = reverse("admin:conversations_message_changelist")
+    admin_client.get(url)
+    with_10 = _queries_for(admin_client, url)
+
+    messages_make(conversation=conversation, count=990, start=at(100))
+    with django_assert_max_num_queries(with_10):
+        assert admin_client.get(url).status_code == 200
