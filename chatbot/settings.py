@@ -12,6 +12,8 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -104,6 +106,12 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Seconds; a Redis that does not answer must fail fast, never hold up the webhook.
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=1.0)
 
+def redis_retry() -> Retry:
+    """One quick retry (a pooled connection gone stale after a Redis restart), never redis-py's
+    default of several backed-off attempts: a down Redis must fail in milliseconds, not seconds."""
+    return Retry(NoBackoff(), 1)
+
+
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -113,6 +121,7 @@ CACHES = {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
             "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "CONNECTION_POOL_KWARGS": {"retry": redis_retry()},
         },
     }
 }
@@ -163,6 +172,8 @@ MESSENGER_MAX_BODY_BYTES = env.int("MESSENGER_MAX_BODY_BYTES", default=1024 * 10
 MESSENGER_LONG_TEXT_CHARS = env.int("MESSENGER_LONG_TEXT_CHARS", default=200)
 # How often a worker looks for messages whose worker died mid-job, and puts them back.
 MESSENGER_RECOVERY_INTERVAL_SECONDS = env.int("MESSENGER_RECOVERY_INTERVAL_SECONDS", default=15)
+# A worker's hold on a sender (and on its message in flight) lapses this long after its last heartbeat.
+MESSENGER_LEASE_SECONDS = env.int("MESSENGER_LEASE_SECONDS", default=10)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, MESSENGER_MAX_BODY_BYTES + 1)
 

@@ -35,6 +35,8 @@ logger = logging.getLogger("messenger.inbox")
 JOB_FUNCTION = "messenger.jobs.process_inbound"
 # Redis key a worker keeps alive while it processes a message; its absence means the worker died.
 INFLIGHT_KEY = "messenger:inflight:{id}"
+# Redis key of the lock on one sender's messages (messenger.ordering), alive while a worker holds it.
+LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
 
 # Statuses of rows that still need work; the others are final.
 OPEN_STATUSES = (
@@ -50,7 +52,7 @@ _FINAL = (
     InboundMessage.Status.EXPIRED,
     InboundMessage.Status.FAILED,
 )
-_ALIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+_WAITING_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def job_id_for(inbound_id: int) -> str:
@@ -218,12 +220,19 @@ def inbox_requeue_one(*, inbound: InboundMessage) -> None:
 
 
 def _job_alive(row: InboundMessage, connection: redis.Redis) -> bool:
+    """Is a job still going to answer this row? Waiting on a queue or schedule, or started by a worker
+    that still holds the sender (a started job whose worker died holds nothing: rq would only notice
+    after the job's timeout)."""
     try:
         job = Job.fetch(current_job_id(row), connection=connection)
         status = job.get_status(refresh=False)
     except NoSuchJobError:
         return False
-    return status in _ALIVE_JOB_STATUSES
+    if status in _WAITING_JOB_STATUSES:
+        return True
+    if status == JobStatus.STARTED:
+        return bool(connection.exists(LOCK_KEY.format(page_id=row.page_id, psid=row.psid)))
+    return False
 
 
 @dataclass

@@ -6,8 +6,8 @@ messages, earliest first (see ``messenger.pipeline.sender_drain``); a job that c
 leaves its message to the holder.
 
 The heartbeat thread renews the lock and an "in flight" key for the message being processed every
-``HEARTBEAT_S`` seconds, with a TTL of ``LEASE_S``. A worker killed outright (SIGKILL, OOM) stops
-renewing: within ``LEASE_S`` its lock is free for the next job of that sender and the recovery sweep
+``MESSENGER_LEASE_SECONDS / 5`` seconds, with that lease as TTL. A worker killed outright (SIGKILL,
+OOM) stops renewing: within the lease its lock is free for the next job of that sender and the recovery sweep
 sees the message as stranded (``messenger.inbox.inbox_requeue``). A live worker that is merely slow
 keeps both keys alive, so nobody takes its message away from it.
 """
@@ -19,14 +19,12 @@ import secrets
 import threading
 
 import redis
+from django.conf import settings
 
-from messenger.inbox import INFLIGHT_KEY
+from messenger.inbox import INFLIGHT_KEY, LOCK_KEY
 
 logger = logging.getLogger("messenger.ordering")
 
-LEASE_S = 10
-HEARTBEAT_S = 2.0
-LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
 
 # Renew (or release) only a lock we still own: a lock that expired and was taken by another worker
 # must not be extended or deleted by the old owner.
@@ -56,10 +54,14 @@ class SenderLock:
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
         self.lost = False
+        self.lease_s = max(1, settings.MESSENGER_LEASE_SECONDS)
+        self.heartbeat_s = self.lease_s / 5
 
     def acquire(self) -> bool:
         """Take the lock if free; start the heartbeat. Never blocks."""
-        if not self.connection.set(self.key, self.token, nx=True, ex=LEASE_S):
+        self.lease_s = max(1, settings.MESSENGER_LEASE_SECONDS)
+        self.heartbeat_s = self.lease_s / 5
+        if not self.connection.set(self.key, self.token, nx=True, ex=self.lease_s):
             return False
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat {self.key}", daemon=True)
@@ -74,12 +76,12 @@ class SenderLock:
             if previous is not None and previous != inbound_id:
                 pipe.delete(INFLIGHT_KEY.format(id=previous))
             if inbound_id is not None:
-                pipe.set(INFLIGHT_KEY.format(id=inbound_id), self.token, ex=LEASE_S)
+                pipe.set(INFLIGHT_KEY.format(id=inbound_id), self.token, ex=self.lease_s)
             pipe.execute()
 
     def _beat(self) -> None:
-        lease_ms = LEASE_S * 1000
-        while not self._stop.wait(HEARTBEAT_S):
+        lease_ms = self.lease_s * 1000
+        while not self._stop.wait(self.heartbeat_s):
             try:
                 with self._guard:
                     if not self.connection.eval(_RENEW, 1, self.key, self.token, lease_ms):
@@ -87,7 +89,7 @@ class SenderLock:
                         logger.error("messenger.ordering.lock-lost", extra={"lock": self.key})
                         return
                     if self._inflight_id is not None:
-                        self.connection.set(INFLIGHT_KEY.format(id=self._inflight_id), self.token, ex=LEASE_S)
+                        self.connection.set(INFLIGHT_KEY.format(id=self._inflight_id), self.token, ex=self.lease_s)
             except redis.RedisError as exc:
                 # Keep beating: a short Redis outage must not end the lease early.
                 logger.warning("messenger.ordering.heartbeat-failed", extra={"error": type(exc).__name__})
@@ -96,10 +98,10 @@ class SenderLock:
         """Stop the heartbeat and free the lock and the in-flight key, if still ours."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=HEARTBEAT_S + 1)
+            self._thread.join(timeout=self.heartbeat_s + 1)
         try:
             self.set_inflight(None)
             self.connection.eval(_RELEASE, 1, self.key, self.token)
         except redis.RedisError as exc:
-            # The lease runs out by itself within LEASE_S; the next job of this sender waits that long.
+            # The lease runs out by itself; the next job of this sender waits that long at most.
             logger.warning("messenger.ordering.release-failed", extra={"error": type(exc).__name__})

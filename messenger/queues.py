@@ -13,6 +13,8 @@ import redis
 from django.conf import settings
 from rq import Queue
 
+from chatbot import settings as settings_module
+
 _lock = threading.Lock()
 _queues: dict[tuple[str, str], Queue] = {}
 
@@ -32,7 +34,10 @@ def get_queue(name: str) -> Queue:
             if queue is None:
                 timeout = settings.REDIS_SOCKET_TIMEOUT
                 connection = redis.Redis.from_url(
-                    url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 5.0)
+                    url,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=max(timeout, 5.0),
+                    retry=settings_module.redis_retry(),
                 )
                 queue = Queue(
                     name,

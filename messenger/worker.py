@@ -12,7 +12,7 @@ extra flags. On top of rq's fork-per-job worker it adds:
   ``MESSENGER_RECOVERY_INTERVAL_SECONDS`` (and once at start) one worker at a time runs
   ``messenger.inbox.inbox_requeue``, which finds kept messages that are not answered and have no
   live job or heartbeat and queues them again. rq's own abandoned-job cleanup runs only every ten
-  minutes; this bounds the delay to about ``LEASE_S + interval`` seconds (25 s by default).
+  minutes; this bounds the delay to about ``MESSENGER_LEASE_SECONDS + interval`` seconds (25 s by default).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from django.conf import settings
 from django.db import connections
 from rq.worker import Worker
 
-from messenger.inbox import inbox_requeue, inbox_requeue_one
+from messenger.inbox import INFLIGHT_KEY, LOCK_KEY, inbox_requeue, inbox_requeue_one
 from messenger.models import InboundMessage
-from messenger.ordering import LOCK_KEY
 from observability.hashing import hash_psid
 
 logger = logging.getLogger("messenger.worker")
@@ -140,7 +139,7 @@ class MessengerWorker(Worker):
             )
             for row in rows:
                 self.connection.delete(
-                    LOCK_KEY.format(page_id=row.page_id, psid=row.psid), f"messenger:inflight:{row.id}"
+                    LOCK_KEY.format(page_id=row.page_id, psid=row.psid), INFLIGHT_KEY.format(id=row.id)
                 )
                 inbox_requeue_one(inbound=row)
                 logger.warning(
