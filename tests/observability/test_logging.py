@@ -130,3 +130,27 @@ def test_log_format_json_setting_switches_the_console_to_json_lines():
     assert (lines[0]["mid"], lines[0]["attempt"]) == ("m_9", 2)
     assert lines[0]["psid_hash"] == hash_psid(RAW_PSID)  # same key from the same environment
     assert RAW_PSID not in result.stderr
+
+
+def test_django_request_log_line_never_carries_the_verify_token(client, caplog):
+    """A refused verification logged by django.request shows the path, not the query with the token."""
+    import io
+    import logging
+
+    from django.test import override_settings
+
+    from observability.logging import ContextFilter, TextFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.addFilter(ContextFilter())
+    logging.getLogger("django.request").addHandler(handler)
+    try:
+        with override_settings(MESSENGER_VERIFY_TOKEN="the-real-token"):
+            client.get("/messenger/v2/webhook", {"hub.mode": "subscribe", "hub.verify_token": "the-real-tokenX",
+                                                 "hub.challenge": "1"})
+    finally:
+        logging.getLogger("django.request").removeHandler(handler)
+    assert "Forbidden" in stream.getvalue()
+    assert "the-real-token" not in stream.getvalue()
