@@ -50,13 +50,12 @@ from messenger.ordering import SenderLock
 from messenger.queues import get_queue
 from messenger.send_api import SendErrorKind, SendResult
 from observability.hashing import hash_psid
+from observability.logging import log_context
 
 logger = logging.getLogger("messenger.pipeline")
 
 Status = InboundMessage.Status
-FINAL_STATUSES = frozenset(
-    {Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED}
-)
+FINAL_STATUSES = frozenset({Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED})
 MESSAGING_WINDOW = timedelta(hours=24)
 # How long a parked send (transient failure after every retry) waits before its next try.
 PARKED_RETRY_MS = 30_000
@@ -172,7 +171,8 @@ def _finish(inbound: InboundMessage, status: str, reason: str = "", **fields) ->
 def inbound_process(*, inbound: InboundMessage, worker_name: str = "") -> str:
     """Answer one inbound message; see the module docstring. Never raises: the row says what happened."""
     try:
-        return _process(inbound, worker_name)
+        with log_context(mid=inbound.mid, psid_hash=hash_psid(inbound.psid)):
+            return _process(inbound, worker_name)
     except Exception as exc:
         logger.exception("messenger.pipeline.crashed", extra=_log(inbound, error=type(exc).__name__))
         return _finish(inbound, Status.FAILED, f"error: {type(exc).__name__}")
@@ -215,9 +215,7 @@ def _window_closed(inbound: InboundMessage) -> bool:
 
 def _generate(inbound: InboundMessage, step_started: float) -> list[OutboundPart] | str:
     """Load the context, ask for a reply, record its parts. Returns the parts or a final status."""
-    structured = (
-        {"payload": inbound.payload, "title": inbound.title or inbound.text} if inbound.payload else None
-    )
+    structured = {"payload": inbound.payload, "title": inbound.title or inbound.text} if inbound.payload else None
     loaded = context_load(
         page_id=inbound.page_id,
         psid=inbound.psid,
@@ -260,9 +258,7 @@ def _generate(inbound: InboundMessage, step_started: float) -> list[OutboundPart
         parts = OutboundPart.objects.bulk_create(
             [OutboundPart(inbound=inbound, position=i, body=body) for i, body in enumerate(messages)]
         )
-        InboundMessage.objects.filter(id=inbound.id).update(
-            intent=reply.intent[:64], confidence=reply.confidence
-        )
+        InboundMessage.objects.filter(id=inbound.id).update(intent=reply.intent[:64], confidence=reply.confidence)
     inbound.intent, inbound.confidence = reply.intent[:64], reply.confidence
     return parts
 
@@ -327,9 +323,7 @@ def _engine_reply(inbound: InboundMessage, context: ChatContext) -> Reply:
         return future.result(timeout=budget_s)
     except FutureTimeout:
         future.cancel()
-        logger.warning(
-            "messenger.pipeline.processing-timeout", extra=_log(inbound, budget_ms=budget_s * 1000)
-        )
+        logger.warning("messenger.pipeline.processing-timeout", extra=_log(inbound, budget_ms=budget_s * 1000))
         return Reply(
             text=texts.PROCESSING_TIMEOUT,
             intent="timeout",
@@ -427,7 +421,7 @@ def _send_parts(inbound: InboundMessage, parts: list[OutboundPart]) -> str:
                     intent=inbound.intent,
                 )
             continue
-        return _send_failed(inbound, part, result, conversation)
+        return _send_failed(inbound, part, result, conversation, (time.perf_counter() - send_started) * 1000)
 
     now_ms = time.time() * 1000
     signals.send_safely(
@@ -443,7 +437,11 @@ def _send_parts(inbound: InboundMessage, parts: list[OutboundPart]) -> str:
 
 
 def _send_failed(
-    inbound: InboundMessage, part: OutboundPart, result: SendResult, conversation: Conversation | None
+    inbound: InboundMessage,
+    part: OutboundPart,
+    result: SendResult,
+    conversation: Conversation | None,
+    latency_ms: float,
 ) -> str:
     kind = result.error_kind or SendErrorKind.UNKNOWN
     OutboundPart.objects.filter(id=part.id).update(error_kind=kind.value, error_code=result.error_code)
@@ -457,7 +455,7 @@ def _send_failed(
         inbound=inbound,
         error_kind=kind.value,
         error_code=result.error_code,
-        latency_ms=None,
+        latency_ms=latency_ms,
     )
     if result.permanent_for_recipient:
         OutboundPart.objects.filter(id=part.id).update(status=OutboundPart.Status.FAILED)
@@ -475,9 +473,7 @@ def _send_failed(
         # Facebook or our token is failing, not this message: keep it and try again later.
         return _park(inbound, PARKED_RETRY_MS, f"send failed after retries: {kind.value}")
     OutboundPart.objects.filter(id=part.id).update(status=OutboundPart.Status.FAILED)
-    return _finish(
-        inbound, Status.FAILED, f"Facebook refused the message: {kind.value} (code {result.error_code})"
-    )
+    return _finish(inbound, Status.FAILED, f"Facebook refused the message: {kind.value} (code {result.error_code})")
 
 
 def _park(inbound: InboundMessage, delay_ms: int, reason: str) -> str:
