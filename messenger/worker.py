@@ -55,7 +55,24 @@ class MessengerWorker(Worker):
 
     def bootstrap(self, *args, **kwargs) -> None:
         super().bootstrap(*args, **kwargs)
+        self.warm_up()
         self.recovery_sweep()
+
+    def warm_up(self) -> None:
+        """Build what every job needs once, here, so each forked work horse inherits it ready.
+
+        rq forks a fresh horse per job: anything a job builds lazily (the chat engine and its rules
+        file, the markdown parser, the pipeline's imports) would otherwise be rebuilt for every message.
+        """
+        try:
+            from chatbot.engine import get_engine
+            from messenger import pipeline  # noqa: F401 - imports the whole pipeline once
+            from messenger.formatter import strip_markdown
+
+            get_engine()
+            strip_markdown("**warm** up")
+        except Exception as exc:  # noqa: BLE001 - a job will raise the same error where it is recorded
+            logger.error("messenger.worker.warm-up-failed", extra={"worker": self.name, "error": type(exc).__name__})
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
@@ -74,9 +91,7 @@ class MessengerWorker(Worker):
                     extra={"worker": self.name, "requeued": len(result.requeued)},
                 )
         except Exception as exc:  # noqa: BLE001 - the sweep must never stop the worker; logged
-            logger.error(
-                "messenger.worker.sweep-failed", extra={"worker": self.name, "error": type(exc).__name__}
-            )
+            logger.error("messenger.worker.sweep-failed", extra={"worker": self.name, "error": type(exc).__name__})
         finally:
             # The next work horse is forked from this process: it must not inherit an open connection.
             connections.close_all()
@@ -134,9 +149,7 @@ class MessengerWorker(Worker):
             return
         self._put_back_done = True
         try:
-            rows = list(
-                InboundMessage.objects.filter(worker_name=self.name, status=InboundMessage.Status.PROCESSING)
-            )
+            rows = list(InboundMessage.objects.filter(worker_name=self.name, status=InboundMessage.Status.PROCESSING))
             for row in rows:
                 self.connection.delete(
                     LOCK_KEY.format(page_id=row.page_id, psid=row.psid), INFLIGHT_KEY.format(id=row.id)
@@ -147,8 +160,6 @@ class MessengerWorker(Worker):
                     extra={"worker": self.name, "mid": row.mid, "psid_hash": hash_psid(row.psid)},
                 )
         except Exception as exc:  # noqa: BLE001 - the recovery sweep picks the message up instead
-            logger.error(
-                "messenger.worker.put-back-failed", extra={"worker": self.name, "error": type(exc).__name__}
-            )
+            logger.error("messenger.worker.put-back-failed", extra={"worker": self.name, "error": type(exc).__name__})
         finally:
             connections.close_all()
