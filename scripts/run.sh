@@ -25,7 +25,9 @@ worker=$!
 trap 'kill -TERM "$worker" 2>/dev/null; wait "$worker" 2>/dev/null' EXIT INT TERM
 
 echo "Webhook: http://127.0.0.1:8000/messenger/v2/webhook   Health: http://127.0.0.1:8000/healthz   Admin: http://127.0.0.1:8000/admin/"
-.venv/bin/gunicorn chatbot.wsgi --bind 127.0.0.1:8000 --workers "${WEB_CONCURRENCY:-2}" --access-logfile - &
+# The access log shows paths without query strings: Facebook's verification puts hub.verify_token there.
+.venv/bin/gunicorn chatbot.wsgi --bind 127.0.0.1:8000 --workers "${WEB_CONCURRENCY:-2}" \
+  --access-logfile - --access-logformat '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms' &
 web=$!
 trap 'kill -TERM "$web" "$worker" 2>/dev/null; wait "$web" "$worker" 2>/dev/null' EXIT INT TERM
 wait "$web"
