@@ -98,6 +98,11 @@ class MessengerWorker(Worker):
 
     # --- graceful shutdown ---------------------------------------------------------------------------
 
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        # From here on SIGTERM is a graceful stop (before it, the default action ends the process).
+        logger.info("messenger.worker.ready", extra={"worker": self.name, "queues": ",".join(self.queue_names())})
+
     def request_stop(self, signum, frame) -> None:
         """First SIGTERM/SIGINT: finish the job in flight, but for no longer than the shutdown timeout."""
         busy = bool(self.horse_pid)

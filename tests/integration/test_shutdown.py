@@ -112,7 +112,7 @@ def test_second_signal_stops_at_once_and_puts_message_back(post_webhook, fake, w
 def test_idle_worker_stops_at_once_on_sigterm(fake, workers):
     """With nothing in flight a SIGTERM stops the worker promptly with exit code 0."""
     worker = workers(process_env(fake))
-    wait_until(lambda: "Listening on" in worker.output(), 30, message="the worker to listen")
+    wait_until(lambda: "messenger.worker.ready" in worker.output(), 30, message="the worker to be ready")
     signalled = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.wait(10) == 0
