@@ -35,7 +35,6 @@ GRAPH = "https://graph.test.invalid/v25.0"
 SEND_URL = f"{GRAPH}/me/messages"
 PSID = "1254477777772919"
 MESSAGE = {"text": "Hello there"}
-T0 = 1_800_000_000_000
 
 
 def graph(name: str) -> dict:
@@ -96,21 +95,6 @@ def graph_api():
     """The Graph API, answered by ``responses``; every registered answer need not be used."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """The circuit breaker's clock frozen at T0; ``clock.advance(ms)`` moves it."""
-
-    class Clock:
-        now = T0
-
-        def advance(self, ms: int) -> None:
-            self.now += ms
-
-    fake = Clock()
-    monkeypatch.setattr(circuit, "_now_ms", lambda: fake.now)
-    return fake
 
 
 def answer(mock, name: str, status: int | None = None, times: int = 1) -> None:
