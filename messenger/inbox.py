@@ -260,8 +260,18 @@ def inbox_requeue(
     )
     if not rows:
         return result
+    # Senders whose earliest message is parked until later: their other messages wait behind it and
+    # are answered by its scheduled job, in order; queuing them now would only run no-op jobs.
+    waiting = set(
+        InboundMessage.objects.filter(status=InboundMessage.Status.DEFERRED, not_before__gt=now).values_list(
+            "page_id", "psid"
+        )
+    )
     connection = get_queue(rows[0].queue_name or "messenger_fast").connection
     for row in rows:
+        if row.status != InboundMessage.Status.DEFERRED and (row.page_id, row.psid) in waiting:
+            result.skipped_alive += 1
+            continue
         if row.status == InboundMessage.Status.PROCESSING:
             if connection.exists(INFLIGHT_KEY.format(id=row.id)):
                 result.skipped_alive += 1

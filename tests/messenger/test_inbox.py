@@ -74,3 +74,28 @@ def test_requeue_command_reports_redis_down():
                                   received_at="2020-01-01T00:00:00Z")
     with override_settings(RQ_QUEUES=dead_queues()), pytest.raises(CommandError, match="Redis is not reachable"):
         call_command("messenger_requeue")
+
+
+def test_requeue_leaves_messages_behind_a_parked_one_to_its_job(post_webhook):
+    """A sender whose earliest message is deferred until later: the messages behind it are not requeued."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messenger.inbox import inbox_schedule_retry
+
+    parked = InboundMessage.objects.create(
+        mid="m_parked", page_id="p", psid="u", kind="text", fb_timestamp=1, status=InboundMessage.Status.DEFERRED,
+        not_before=timezone.now() + timedelta(minutes=5), received_at=timezone.now() - timedelta(minutes=1),
+        queue_name="messenger_fast",
+    )
+    inbox_schedule_retry(inbound=parked, delay_ms=300_000)
+    behind = InboundMessage.objects.create(
+        mid="m_behind", page_id="p", psid="u", kind="text", fb_timestamp=2, status=InboundMessage.Status.QUEUED,
+        received_at=timezone.now() - timedelta(minutes=1), queue_name="messenger_fast",
+    )
+    result = inbox_requeue(min_age=timedelta(0))
+    assert result.requeued == []
+    assert result.skipped_alive == 2
+    behind.refresh_from_db()
+    assert behind.status == InboundMessage.Status.QUEUED
