@@ -1,0 +1,496 @@
+"""Fault soak: many users, a failing Send API, SIGKILLed workers and a Redis restart; then count the replies.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/soak.py --quick          # CI form: 300 messages, 60 users, under 2 minutes
+    .venv/bin/python bench/soak.py                  # 2,000 messages, 250 users, about 3 minutes
+    .venv/bin/python bench/soak.py --messages 5000 --users 500 --rate 20   # the long form
+
+Set-up (all on loopback, all stopped at exit): its own ``redis-server`` on ``--redis-port`` (6390,
+no persistence, so restarting it loses every queued job, as a real crash of an unpersisted Redis
+would); PostgreSQL ``chatbot_bench_soak``; gunicorn (production settings); ``--workers`` (2)
+``manage.py rqworker messenger_fast messenger_slow --with-scheduler``; the fake Graph API of
+``bench.common`` with a page token set. Short timeouts keep the run short:
+``MESSENGER_SEND_TIMEOUT_MS=300``, ``MESSENGER_RETRY_BASE_MS=50``, ``MESSENGER_MAX_RETRIES=2``,
+``MESSENGER_CIRCUIT_COOLDOWN_MS=1500``, ``MESSENGER_RECOVERY_INTERVAL_SECONDS=2``,
+``MESSENGER_PROCESSING_TIMEOUT_MS=3000``.
+
+While the messages are posted through the signed webhook at ``--rate`` per second (each user's
+messages in timestamp order, spread over the run; a refused POST is redelivered, as Facebook does):
+
+- the fake Graph answers HTTP 500 for a stretch, then hangs past the client's timeout for a stretch
+  (nothing is delivered in either mode);
+- a worker (its whole process group: the worker and its work horse) is SIGKILLed at random times
+  (``random.Random(--seed)``) and restarted after a short pause; a worker that exits on its own is
+  restarted too (as systemd or Kubernetes would) and counted;
+- Redis is SIGKILLed once and started again, empty.
+
+Then it waits (bounded) until every inbound row is final and compares what the fake Graph accepted
+with what the inbox says was to be sent: per user, the reply parts of each message in order are
+matched against the Send API bodies received for that user. ``lost`` counts messages without a
+complete reply (not final, not answered, a part never received, or a posted message not in the
+inbox); ``duplicated`` counts Send API message bodies received beyond those expected. The closing
+line starts ``lost=N duplicated=N``; the exit status is 1 when either is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+from queue import Empty, Queue
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+TEXTS = [
+    "hello",
+    "what are your opening hours?",
+    "thanks a lot",
+    "menu",
+    "how much is delivery?",
+    "do you ship to Canada?",
+    "ok thanks",
+    "bye",
+]
+
+SOAK_SETTINGS = {
+    "MESSENGER_SEND_TIMEOUT_MS": 300,
+    "MESSENGER_RETRY_BASE_MS": 50,
+    "MESSENGER_MAX_RETRIES": 2,
+    "MESSENGER_CIRCUIT_FAILURE_THRESHOLD": 5,
+    "MESSENGER_CIRCUIT_COOLDOWN_MS": 1500,
+    "MESSENGER_RECOVERY_INTERVAL_SECONDS": 2,
+    "MESSENGER_PROCESSING_TIMEOUT_MS": 3000,
+    "MESSENGER_SHUTDOWN_TIMEOUT_MS": 3000,
+}
+
+
+class RedisServer:
+    """The soak's own redis-server (no persistence), restartable."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: common.Proc | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = common.start_process(
+            f"soak-redis-{self.starts}",
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no"],
+            {"PATH": "/usr/bin:/bin:/usr/local/bin"},
+        )
+        import redis
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start; see {self.proc.log_path}")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            common.kill_group(self.proc, signal.SIGKILL)
+            common.stop_process(self.proc, timeout=1)
+            self.proc = None
+
+
+class Workers:
+    """``--workers`` worker slots: kill one on schedule, restart it; restart any that exit on their own."""
+
+    def __init__(self, env: dict[str, str], count: int) -> None:
+        self.env = env
+        self.slots: list[common.Proc | None] = [None] * count
+        self.generation = [0] * count
+        self.killed = 0
+        self.exited_on_their_own = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+        self.down_until = [0.0] * count
+
+    def start_slot(self, i: int) -> None:
+        self.generation[i] += 1
+        self.slots[i] = common.start_worker(self.env, name=f"soak-w{i + 1}-{self.generation[i]}")
+
+    def start(self) -> None:
+        for i in range(len(self.slots)):
+            self.start_slot(i)
+        self._thread.start()
+
+    def sigkill(self, i: int, pause: float) -> None:
+        with self.lock:
+            proc = self.slots[i]
+            if proc is None:
+                return
+            common.kill_group(proc, signal.SIGKILL)
+            common.stop_process(proc, timeout=1)
+            self.slots[i] = None
+            self.killed += 1
+            self.down_until[i] = time.monotonic() + pause
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            with self.lock:
+                for i, proc in enumerate(self.slots):
+                    if proc is None:
+                        if time.monotonic() >= self.down_until[i]:
+                            self.start_slot(i)
+                    elif not proc.alive():
+                        self.exited_on_their_own += 1
+                        common.log(f"{proc.name} exited on its own (code {proc.popen.returncode}); restarting")
+                        common.stop_process(proc, timeout=1)
+                        self.start_slot(i)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with self.lock:
+            for proc in self.slots:
+                if proc is not None:
+                    common.kill_group(proc, signal.SIGTERM)
+            for proc in self.slots:
+                if proc is not None:
+                    common.stop_process(proc, timeout=8)
+            self.slots = [None] * len(self.slots)
+
+    def log_paths(self) -> list[Path]:
+        return sorted(common.LOG_DIR.glob("soak-w*.log"))
+
+
+def plan(args, rng: random.Random) -> tuple[list[tuple[str, str, str, int]], dict]:
+    """The messages (psid, mid, text, ts_ms order) and the fault schedule (seconds from the start)."""
+    run = uuid.uuid4().hex[:6]
+    users = [f"8{int(run, 16) % 10**5:05d}{u:06d}" for u in range(args.users)]
+    messages = []
+    per_user: Counter = Counter()
+    for n in range(args.messages):
+        psid = users[n % len(users)]
+        k = per_user[psid]
+        per_user[psid] += 1
+        text = TEXTS[(n // len(users) + int(psid)) % len(TEXTS)] if k else "hello"
+        messages.append((psid, f"m_soak_{run}_{n}", f"{text} #{k}", k))
+    load_s = args.messages / args.rate
+    faults = {
+        "5xx": (0.15 * load_s, 0.15 * load_s + args.fault_seconds / 2),
+        "hang": (0.15 * load_s + args.fault_seconds / 2, 0.15 * load_s + args.fault_seconds),
+        "redis_restart": rng.uniform(0.4 * load_s, 0.7 * load_s),
+        "kills": sorted(
+            (rng.uniform(0.05 * load_s, load_s + 5), rng.randrange(args.workers), rng.uniform(0.3, 2.0))
+            for _ in range(args.kills)
+        ),
+    }
+    return messages, faults
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def post_all(port: int, messages, rate: float, posted: dict, refused: list, threads: int = 4) -> threading.Thread:
+    """Post every message at ``rate``/s from ``threads`` clients (in the background); redeliver refusals."""
+    work: Queue = Queue()
+    start = time.perf_counter() + 0.1
+
+    def scheduler() -> None:
+        for i, msg in enumerate(messages):
+            at = start + i / rate
+            now = time.perf_counter()
+            if at > now:
+                time.sleep(at - now)
+            ts_ms = int(time.time() * 1000)
+            work.put((msg, ts_ms))
+        for _ in range(threads):
+            work.put(None)
+
+    def client() -> None:
+        poster = common.Poster(port, timeout=15)
+        while True:
+            try:
+                item = work.get(timeout=600)
+            except Empty:
+                return
+            if item is None:
+                return
+            (psid, mid, text, _k), ts_ms = item
+            body = common.text_webhook(psid=psid, mid=mid, text=text, ts_ms=ts_ms)
+            for attempt in range(10):  # Facebook redelivers a webhook it got no 200 for
+                status = poster.post(body)
+                if status == 200:
+                    posted[mid] = attempt + 1
+                    break
+                time.sleep(0.5 * (attempt + 1))
+            else:
+                refused.append(mid)
+
+    def run() -> None:
+        ts = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        scheduler()
+        for t in ts:
+            t.join()
+
+    thread = threading.Thread(target=run, name="poster", daemon=True)
+    thread.start()
+    return thread
+
+
+def compare(db: common.Db, fake: common.FakeGraph, messages, posted: dict) -> dict:
+    """Match the Send API bodies the fake accepted against the reply parts the inbox recorded."""
+    rows = {
+        mid: (rid, status, reason)
+        for rid, mid, status, reason in db.rows("SELECT id, mid, status, status_reason FROM messenger_inboundmessage")
+    }
+    parts: dict[int, list[str]] = defaultdict(list)
+    for inbound_id, body in db.rows(
+        "SELECT inbound_id, body FROM messenger_outboundpart ORDER BY inbound_id, position"
+    ):
+        parts[inbound_id].append(json.dumps(body, sort_keys=True))
+    received: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(fake.messages(), key=lambda r: r.at):
+        received[r.psid].append(json.dumps(r.body.get("message"), sort_keys=True))
+
+    lost: Counter = Counter()
+    lost_examples: list[str] = []
+    duplicated = 0
+    dup_examples: list[str] = []
+    out_of_order = 0
+    by_user: dict[str, list] = defaultdict(list)
+    for psid, mid, text, k in messages:
+        by_user[psid].append((k, mid, text))
+    for psid, items in by_user.items():
+        pool = Counter(received.get(psid, []))
+        expected_sequence: list[str] = []
+        for _k, mid, _text in sorted(items):
+            if mid not in posted:
+                lost["never accepted by the webhook"] += 1
+                continue
+            row = rows.get(mid)
+            if row is None:
+                lost["not in the inbox"] += 1
+                lost_examples.append(mid)
+                continue
+            rid, status, reason = row
+            if status != "answered":
+                lost[f"status {status}: {reason[:40]}"] += 1
+                lost_examples.append(f"{mid} ({status})")
+            want = parts.get(rid, [])
+            if status == "answered" and not want:
+                lost["answered without parts"] += 1
+            missing = False
+            for body in want:
+                if pool[body] > 0:
+                    pool[body] -= 1
+                else:
+                    missing = True
+            if missing and status == "answered":
+                lost["a part never reached the Send API"] += 1
+                lost_examples.append(f"{mid} (part missing)")
+            expected_sequence.extend(want)
+        extra = sum(pool.values())
+        if extra:
+            duplicated += extra
+            dup_examples.append(f"{psid}: {extra} extra")
+        got = received.get(psid, [])
+        if sorted(got) == sorted(expected_sequence) and got != expected_sequence:
+            out_of_order += 1
+    return {
+        "lost": sum(lost.values()),
+        "lost_reasons": dict(lost),
+        "lost_examples": lost_examples[:10],
+        "duplicated": duplicated,
+        "dup_examples": dup_examples[:10],
+        "users_out_of_order": out_of_order,
+        "received_bodies": sum(len(v) for v in received.values()),
+        "expected_bodies": sum(len(v) for v in parts.values()),
+    }
+
+
+def count_log_events(paths: list[Path], names: list[str]) -> Counter:
+    counts: Counter = Counter()
+    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
+    for path in paths:
+        try:
+            with open(path, errors="replace") as fh:
+                for line in fh:
+                    m = pattern.search(line)
+                    if m:
+                        counts[m.group(1)] += 1
+        except OSError:
+            continue
+    return counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the CI form: 300 messages from 60 users")
+    parser.add_argument("--messages", type=int, default=None)
+    parser.add_argument("--users", type=int, default=None)
+    parser.add_argument("--rate", type=float, default=None, help="webhooks per second")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--kills", type=int, default=None, help="worker SIGKILLs (default 3 quick, 8 long)")
+    parser.add_argument("--fault-seconds", type=float, default=None, help="length of the Send API failure")
+    parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument("--redis-port", type=int, default=6390)
+    parser.add_argument("--settle", type=float, default=None, help="longest wait for every row to be final (s)")
+    args = parser.parse_args()
+    args.messages = args.messages or (300 if args.quick else 2000)
+    args.users = args.users or (60 if args.quick else 250)
+    args.rate = args.rate or (10.0 if args.quick else 16.0)
+    args.kills = args.kills if args.kills is not None else (3 if args.quick else 8)
+    args.fault_seconds = args.fault_seconds or (8.0 if args.quick else 20.0)
+    settle = args.settle or (70.0 if args.quick else 150.0)
+
+    common.install_cleanup()
+    if not port_free(args.redis_port):
+        print(f"port {args.redis_port} is in use: pass --redis-port", file=sys.stderr)
+        return 2
+    for old in common.LOG_DIR.glob("soak-*.log"):
+        old.unlink()
+    began = time.monotonic()
+    rng = random.Random(args.seed)
+    messages, faults = plan(args, rng)
+
+    redis_server = RedisServer(args.redis_port)
+    redis_server.start()
+    redis_url = f"redis://127.0.0.1:{args.redis_port}/7"
+    fake = common.FakeGraph().start()
+    fake.hang_s = SOAK_SETTINGS["MESSENGER_SEND_TIMEOUT_MS"] / 1000 + 0.7
+    env = common.project_env(
+        db_url="", redis=redis_url, MESSENGER_PAGE_ACCESS_TOKEN=common.PAGE_TOKEN,
+        MESSENGER_GRAPH_API_URL=fake.base_url, LOG_LEVEL="INFO", **SOAK_SETTINGS,
+    )
+    db_url = common.prepare_database("soak", env)
+    env["DATABASE_URL"] = db_url
+    db = common.Db(db_url)
+    gunicorn, port = common.start_gunicorn(env, name="soak-gunicorn")
+    workers = Workers(env, args.workers)
+    workers.start()
+    common.log(
+        f"soak: {args.messages} messages from {args.users} users at {args.rate:.0f}/s, {args.workers} workers, "
+        f"seed {args.seed}; 5xx {faults['5xx'][0]:.0f}-{faults['5xx'][1]:.0f} s, hang {faults['hang'][0]:.0f}-"
+        f"{faults['hang'][1]:.0f} s, Redis restart at {faults['redis_restart']:.0f} s, "
+        f"kills at {[round(k[0]) for k in faults['kills']]} s"
+    )
+
+    posted: dict[str, int] = {}
+    refused: list[str] = []
+    t0 = time.monotonic()
+    poster = post_all(port, messages, args.rate, posted, refused)
+    events = [(faults["5xx"][0], "5xx"), (faults["hang"][0], "hang"), (faults["hang"][1], "ok"),
+              (faults["redis_restart"], "redis")]
+    events += [(at, ("kill", slot, pause)) for at, slot, pause in faults["kills"]]
+    events.sort(key=lambda e: e[0])
+    for at, what in events:
+        delay = t0 + at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if what in ("5xx", "hang", "ok"):
+            fake.set_mode(what)
+            common.log(f"t={at:.1f}s fake Graph: {what}")
+        elif what == "redis":
+            common.log(f"t={at:.1f}s Redis: SIGKILL and restart (empty)")
+            redis_server.kill()
+            time.sleep(1.0)
+            redis_server.start()
+        else:
+            _, slot, pause = what
+            common.log(f"t={at:.1f}s SIGKILL worker slot {slot + 1}; back in {pause:.1f} s")
+            workers.sigkill(slot, pause)
+    fake.set_mode("ok")
+    poster.join(timeout=600)
+    load_done = time.monotonic()
+    common.log(f"all {len(posted)} webhooks accepted ({len(refused)} refused); waiting for every row to be final")
+
+    deadline = time.monotonic() + settle
+    open_rows = db.open_count()
+    while time.monotonic() < deadline:
+        open_rows = db.open_count()
+        total = int(db.scalar("SELECT count(*) FROM messenger_inboundmessage") or 0)
+        if open_rows == 0 and total >= len(posted):
+            break
+        time.sleep(0.5)
+    settled_s = time.monotonic() - load_done
+    time.sleep(1.0)  # a send answered just now is recorded by the fake before its row turns final
+    workers.stop()
+    common.stop_process(gunicorn)
+
+    result = compare(db, fake, messages, posted)
+    statuses = db.status_counts()
+    attempts = db.rows("SELECT attempts, count(*) FROM messenger_inboundmessage GROUP BY attempts ORDER BY 1")
+    event_counts = dict(db.rows("SELECT event_type, count(*) FROM observability_event GROUP BY event_type"))
+    requeued_rows = int(db.scalar(
+        "SELECT count(*) FROM messenger_inboundmessage WHERE job_id <> ''"
+    ) or 0)
+    logs = count_log_events(
+        [*workers.log_paths(), common.LOG_DIR / "soak-gunicorn.log"],
+        ["messenger.inbox.requeued", "messenger.worker.recovered", "messenger.send.retry",
+         "messenger.send.deferred", "messenger.pipeline.deferred", "messenger.inbox.enqueue-failed",
+         "messenger.worker.put-back", "messenger.ordering.lock-lost", "messenger.pipeline.left-to-holder",
+         "messenger.pipeline.crashed", "messenger.circuit.opened"],
+    )
+    db.close()
+    fake.stop()
+    redis_server.kill()
+
+    print(f"\nSoak: {args.messages} messages, {args.users} users, {args.workers} workers, seed {args.seed}; "
+          f"load {load_done - t0:.0f} s, settled {settled_s:.0f} s after ({open_rows} rows still open)")
+    common.print_table(["what", "count"], [
+        ["webhooks accepted", len(posted)],
+        ["webhooks redelivered (no 200 at first)", sum(1 for v in posted.values() if v > 1)],
+        ["webhooks never accepted", len(refused)],
+        ["fake Graph: messages accepted", fake.counters.ok],
+        ["fake Graph: sender actions accepted", fake.counters.sender_actions],
+        ["fake Graph: HTTP 500 answered", fake.counters.errors_5xx],
+        ["fake Graph: hung past the timeout", fake.counters.hangs],
+        ["workers SIGKILLed", workers.killed],
+        ["workers that exited on their own", workers.exited_on_their_own],
+        ["Redis restarts", redis_server.starts - 1],
+        ["rows with more than one attempt (retried)", sum(c for a, c in attempts if a > 1)],
+        ["rows given a fresh job (deferred or requeued)", requeued_rows],
+        ["deferred (message_deferred events)", event_counts.get("message_deferred", 0)],
+        ["send retries (messenger.send.retry)", logs["messenger.send.retry"]],
+        ["circuit opened", logs["messenger.circuit.opened"]],
+        ["enqueue failed at the webhook (row left pending)", logs["messenger.inbox.enqueue-failed"]],
+        ["requeued by the recovery sweep", logs["messenger.inbox.requeued"]],
+        ["put back by a stopping worker", logs["messenger.worker.put-back"]],
+        ["sender lock lost", logs["messenger.ordering.lock-lost"]],
+        ["pipeline crashed (row failed)", logs["messenger.pipeline.crashed"]],
+        ["expected reply bodies (inbox parts)", result["expected_bodies"]],
+        ["reply bodies received by the fake", result["received_bodies"]],
+        ["users whose replies came out of order", result["users_out_of_order"]],
+    ])
+    print(f"final statuses: {statuses}")
+    if result["lost"]:
+        print(f"lost by reason: {result['lost_reasons']}; e.g. {result['lost_examples']}")
+    if result["duplicated"]:
+        print(f"duplicated: {result['dup_examples']}")
+    print(f"logs: {common.LOG_DIR}/soak-*.log; total time {time.monotonic() - began:.0f} s")
+    print(
+        f"\nlost={result['lost']} duplicated={result['duplicated']} messages={args.messages} users={args.users} "
+        f"deferred={event_counts.get('message_deferred', 0)} retried_rows={sum(c for a, c in attempts if a > 1)} "
+        f"requeued={logs['messenger.inbox.requeued']} kills={workers.killed} redis_restarts={redis_server.starts - 1} "
+        f"out_of_order_users={result['users_out_of_order']} seed={args.seed}"
+    )
+    return 1 if result["lost"] or result["duplicated"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
