@@ -103,8 +103,10 @@ def inbox_keep_events(
     """Store every actionable event of one webhook body; duplicates (redeliveries) are counted, not stored.
 
     ``events`` come from :func:`messenger.parsing.parse_webhook`, each sender's in timestamp order, so
-    row ids ascend in that order too. Runs in one transaction; ``message_received`` is sent for each
-    new row inside it. ``started`` (``time.perf_counter()`` at request start) gives the latency.
+    row ids ascend in that order too. New rows are inserted in one transaction (a redelivery, which
+    hits the unique ``mid``, falls back to row-by-row savepoints); ``message_received`` is sent for
+    each new row after the commit. ``started`` (``time.perf_counter()`` at request start) gives the
+    latency.
     """
     received_at = received_at or timezone.now()
     result = KeepResult()
@@ -122,27 +124,27 @@ def inbox_keep_events(
     if not candidates:
         return result
 
-    with transaction.atomic():
-        existing = set(
-            InboundMessage.objects.filter(mid__in=[e.mid for e in candidates]).values_list("mid", flat=True)
-        )
-        result.duplicates += len(existing)
-        rows = [_row_for(e, received_at) for e in candidates if e.mid not in existing]
-        try:
-            with transaction.atomic():
-                result.kept = InboundMessage.objects.bulk_create(rows)
-        except IntegrityError:
-            # A concurrent redelivery stored some of them first: keep the rest one by one.
+    rows = [_row_for(e, received_at) for e in candidates]
+    try:
+        # The common case, a body of new messages: one INSERT in one transaction.
+        with transaction.atomic():
+            result.kept = InboundMessage.objects.bulk_create(rows)
+    except IntegrityError:
+        # A redelivery: some (or all) are stored already. Keep the rest one by one, in one transaction.
+        result.kept = []
+        with transaction.atomic():
             for row in rows:
+                row.pk = None
                 try:
                     with transaction.atomic():
                         row.save(force_insert=True)
                     result.kept.append(row)
                 except IntegrityError:
                     result.duplicates += 1
-        latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
-        for row in result.kept:
-            send_safely(message_received, sender=inbox_keep_events, inbound=row, latency_ms=latency_ms)
+    # After the commit: the rows are durable whatever a receiver does, and an event costs one INSERT.
+    latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
+    for row in result.kept:
+        send_safely(message_received, sender=inbox_keep_events, inbound=row, latency_ms=latency_ms)
     for row in result.kept:
         logger.info(
             "messenger.inbox.kept",

@@ -34,7 +34,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from chatbot.engine import get_engine
@@ -66,29 +65,26 @@ DRAIN_BUDGET_S = 60.0
 # --- the job entry point ---------------------------------------------------------------------------
 
 
-def _open_for_sender(inbound: InboundMessage):
-    now = timezone.now()
-    return (
-        InboundMessage.objects.filter(page_id=inbound.page_id, psid=inbound.psid)
-        .filter(
-            Q(status__in=[Status.PENDING, Status.QUEUED, Status.PROCESSING])
-            | Q(status=Status.DEFERRED, not_before__lte=now)
-            | Q(status=Status.DEFERRED, not_before__isnull=True)
-        )
-        .order_by("fb_timestamp", "id")
-    )
+_WAITING = "waiting"
 
 
-def _head_is_waiting(inbound: InboundMessage) -> bool:
-    """True when the sender's earliest open message is parked until later: everything waits for it."""
+def _next_for_sender(inbound: InboundMessage) -> InboundMessage | str | None:
+    """The sender's earliest message that is not final, ``_WAITING`` when that one is parked until
+    later (everything behind it waits too, to keep the order), or ``None`` when all are final.
+
+    One query per message answered: this runs once per turn of a drain.
+    """
     head = (
         InboundMessage.objects.filter(page_id=inbound.page_id, psid=inbound.psid)
         .exclude(status__in=FINAL_STATUSES)
         .order_by("fb_timestamp", "id")
-        .values_list("status", "not_before")
         .first()
     )
-    return bool(head and head[0] == Status.DEFERRED and head[1] and head[1] > timezone.now())
+    if head is None:
+        return None
+    if head.status == Status.DEFERRED and head.not_before and head.not_before > timezone.now():
+        return _WAITING
+    return head
 
 
 def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
@@ -115,36 +111,33 @@ def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
             logger.info("messenger.pipeline.left-to-holder", extra=_log(inbound))
             return "left-to-holder"
         try:
-            while not _head_is_waiting(inbound):
+            while not lock.lost:
+                current = _next_for_sender(inbound)
+                if not isinstance(current, InboundMessage):
+                    break
                 if time.monotonic() - started > DRAIN_BUDGET_S:
-                    _hand_on(inbound)
-                    break
-                current = _open_for_sender(inbound).first()
-                if current is None:
-                    break
+                    _hand_on(current)
+                    return _status_of(inbound)
                 lock.set_inflight(current.id)
                 inbound_process(inbound=current, worker_name=worker_name)
                 lock.set_inflight(None)
-                if lock.lost:
-                    break
         finally:
             lock.release()
         # A message may have arrived between our last look and the release: look once more.
-        if lock.lost or _head_is_waiting(inbound) or not _open_for_sender(inbound).exists():
+        if lock.lost or not isinstance(_next_for_sender(inbound), InboundMessage):
             break
-        if time.monotonic() - started > DRAIN_BUDGET_S:
-            _hand_on(inbound)
-            break
+    return _status_of(inbound)
+
+
+def _status_of(inbound: InboundMessage) -> str:
     inbound.refresh_from_db(fields=["status"])
     return inbound.status
 
 
-def _hand_on(inbound: InboundMessage) -> None:
-    """Queue the sender's next open message afresh: a long drain must not outlive its job timeout."""
-    nxt = _open_for_sender(inbound).first()
-    if nxt is not None:
-        inbox_requeue_one(inbound=nxt)
-        logger.info("messenger.pipeline.drain-handed-on", extra=_log(nxt))
+def _hand_on(nxt: InboundMessage) -> None:
+    """Queue the sender's next message afresh: a long drain must not outlive its job timeout."""
+    inbox_requeue_one(inbound=nxt)
+    logger.info("messenger.pipeline.drain-handed-on", extra=_log(nxt))
 
 
 # --- one message -----------------------------------------------------------------------------------
@@ -226,11 +219,10 @@ def _generate(inbound: InboundMessage, step_started: float) -> list[OutboundPart
         structured=structured,
     )
     conversation = loaded.conversation
-    if inbound.conversation_id != conversation.id:
-        inbound.conversation_id = conversation.id
-        InboundMessage.objects.filter(id=inbound.id).update(conversation_id=conversation.id)
+    # Stored on the row with its next write (the outcome or the parts), not in a query of its own.
+    inbound.conversation_id = conversation.id
     if conversation.status == Conversation.Status.HANDED_OVER:
-        return _finish(inbound, Status.HANDED_OVER, "a human has this conversation")
+        return _finish(inbound, Status.HANDED_OVER, "a human has this conversation", conversation_id=conversation.id)
 
     typing = _Typing(inbound)
     typing.start()
@@ -239,7 +231,7 @@ def _generate(inbound: InboundMessage, step_started: float) -> list[OutboundPart
     finally:
         typing.replied()
     if reply is None:
-        return _finish(inbound, Status.NO_REPLY, "nothing to answer")
+        return _finish(inbound, Status.NO_REPLY, "nothing to answer", conversation_id=conversation.id)
 
     messages = format_reply(reply)
     generated_ms = (time.perf_counter() - step_started) * 1000
@@ -253,12 +245,14 @@ def _generate(inbound: InboundMessage, step_started: float) -> list[OutboundPart
         timed_out=reply.metadata.get("timed_out", False),
     )
     if not messages:
-        return _finish(inbound, Status.NO_REPLY, "the reply had nothing to send")
+        return _finish(inbound, Status.NO_REPLY, "the reply had nothing to send", conversation_id=conversation.id)
     with transaction.atomic():
         parts = OutboundPart.objects.bulk_create(
             [OutboundPart(inbound=inbound, position=i, body=body) for i, body in enumerate(messages)]
         )
-        InboundMessage.objects.filter(id=inbound.id).update(intent=reply.intent[:64], confidence=reply.confidence)
+        InboundMessage.objects.filter(id=inbound.id).update(
+            intent=reply.intent[:64], confidence=reply.confidence, conversation_id=conversation.id
+        )
     inbound.intent, inbound.confidence = reply.intent[:64], reply.confidence
     return parts
 

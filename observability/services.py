@@ -3,9 +3,10 @@
 One public service, :func:`event_record`, turns one pipeline step into one :class:`Event` row. Its
 contract is that recording can never break or hold up the handling of a message:
 
-- the insert runs in its own ``transaction.atomic()`` block, which is a savepoint when the caller is
-  already in a transaction (the webhook sends ``message_received`` inside its own atomic block), so
-  a failed insert rolls back to that savepoint and leaves the caller's transaction usable;
+- inside a caller's transaction the insert runs in a savepoint (``transaction.atomic()``), so a
+  failed insert rolls back to it and leaves the caller's transaction usable; outside one it is a
+  single autocommitted INSERT (one round trip instead of BEGIN/INSERT/COMMIT: events are written
+  for every step of every message);
 - any error is logged as ``observability.event.record-failed`` (with the error type, ``mid`` and
   ``psid_hash``) and swallowed: the function returns ``None`` instead of raising.
 
@@ -85,17 +86,22 @@ def event_record(
     psid_hash = ""
     try:
         psid_hash = hash_psid(getattr(inbound, "psid", None))
-        with transaction.atomic():
-            return Event.objects.create(
-                event_type=event_type,
-                platform=platform,
-                psid_hash=psid_hash,
-                conversation_id=getattr(inbound, "conversation_id", None),
-                inbound_id=getattr(inbound, "id", None),
-                mid=mid,
-                latency_ms=_latency(latency_ms),
-                detail=_json_safe(detail or {}),
-            )
+        event = Event(
+            event_type=event_type,
+            platform=platform,
+            psid_hash=psid_hash,
+            conversation_id=getattr(inbound, "conversation_id", None),
+            inbound_id=getattr(inbound, "id", None),
+            mid=mid,
+            latency_ms=_latency(latency_ms),
+            detail=_json_safe(detail or {}),
+        )
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():
+                event.save(force_insert=True)
+        else:
+            event.save(force_insert=True)
+        return event
     # Any error at all: the contract is that an event never breaks a message. Logged, not raised.
     except Exception as exc:
         logger.error(

@@ -120,6 +120,14 @@ def process_env(fake: FakeServer, **overrides: str) -> dict[str, str]:
     return env
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL when the test process dies (Linux ``PR_SET_PDEATHSIG``), so
+    a test run that is killed never leaves a worker behind to sweep the next run's database."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 class Worker:
     """``python manage.py rqworker messenger_fast messenger_slow --with-scheduler`` as ops run it."""
 
@@ -133,6 +141,7 @@ class Worker:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: killpg reaches it and its scheduler
+            preexec_fn=die_with_parent,
         )
 
     @property

@@ -18,7 +18,7 @@ import pytest
 from messenger.models import InboundMessage
 from messenger.queues import get_queue
 from tests.conftest import sign
-from tests.integration.support import ROOT, FakeServer, Worker, process_env, wait_until
+from tests.integration.support import ROOT, FakeServer, Worker, die_with_parent, process_env, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -151,7 +151,7 @@ def test_queued_messages_persisted_to_redis(fake, workers, tmp_path):
     log = (tmp_path / "gunicorn.log").open("wb")
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "chatbot.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
     try:
         def up():
