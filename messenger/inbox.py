@@ -126,9 +126,14 @@ def inbox_keep_events(
 
     rows = [_row_for(e, received_at) for e in candidates]
     try:
-        # The common case, a body of new messages: one INSERT in one transaction.
-        with transaction.atomic():
-            result.kept = InboundMessage.objects.bulk_create(rows)
+        if len(rows) == 1 and not transaction.get_connection().in_atomic_block:
+            # The most common body, one new message: a single autocommitted INSERT (one round trip).
+            rows[0].save(force_insert=True)
+            result.kept = rows
+        else:
+            # Several: one INSERT in one transaction.
+            with transaction.atomic():
+                result.kept = InboundMessage.objects.bulk_create(rows)
     except IntegrityError:
         # A redelivery: some (or all) are stored already. Keep the rest one by one, in one transaction.
         result.kept = []

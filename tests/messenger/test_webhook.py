@@ -365,3 +365,12 @@ def test_long_text_goes_to_fast_queue_with_longer_timeout(post_webhook):
     jobs = {r.text[:1]: Job.fetch(job_id_for(r.id), connection=connection) for r in InboundMessage.objects.all()}
     assert jobs["x"].origin == jobs["+"].origin == "messenger_fast"
     assert jobs["x"].timeout > jobs["+"].timeout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redelivery_outside_a_transaction_is_recognised(post_webhook):
+    """With real commits (as in production, one autocommitted INSERT per message) a redelivery is a duplicate."""
+    assert post_webhook("text_message").json()["kept"] == 1
+    assert post_webhook("text_message").json() == {"received": 1, "kept": 0, "duplicates": 1}
+    assert InboundMessage.objects.count() == 1
+    assert len(queued_job_ids()) == 1
