@@ -60,6 +60,37 @@ def percentile(values: list[float], pct: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
+def queries_per_processed_message(run: str) -> int:
+    """Database queries the pipeline makes to answer one text message of a returning user (the job's
+    whole body, ``sender_drain``), with sends in dry-run and the rules engine."""
+    import time as _time
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from messenger.models import InboundMessage
+    from messenger.pipeline import sender_drain
+
+    psid = f"bench-q-{run}"
+    counts = []
+    for i in range(3):  # the first creates the conversation; the last is a returning user's message
+        row = InboundMessage.objects.create(
+            mid=f"{run}.q{i}",
+            page_id=PAGE_ID,
+            psid=psid,
+            kind="text",
+            text="help",
+            fb_timestamp=int(_time.time() * 1000),
+            status="queued",
+            queue_name="messenger_fast",
+        )
+        with CaptureQueriesContext(connection) as ctx:
+            sender_drain(inbound_id=row.id, worker_name="bench")
+        counts.append(len(ctx.captured_queries))
+    InboundMessage.objects.filter(psid=psid).delete()
+    return counts[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loads", type=int, default=1000, help="loads per case (default 1000)")
@@ -105,7 +136,17 @@ def main() -> None:
         found, _created = conversation_get_or_start(page_id=PAGE_ID, psid=psid)
         history_recent(conversation=found)
 
-    timings: dict[str, list[float]] = {"hit": [], "miss": [], "part hit": [], "part miss": []}
+    def load_history() -> None:
+        history_recent(conversation=conversation)
+
+    timings: dict[str, list[float]] = {
+        "hit": [],
+        "miss": [],
+        "part hit": [],
+        "part miss": [],
+        "history hit": [],
+        "history miss": [],
+    }
     try:
         for i in range(20):  # warm-up: connections, statement plans
             forget()
@@ -126,6 +167,13 @@ def main() -> None:
             t0 = time.perf_counter()
             load_part()
             timings["part hit"].append((time.perf_counter() - t0) * 1000)
+            forget()
+            t0 = time.perf_counter()
+            load_history()
+            timings["history miss"].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            load_history()
+            timings["history hit"].append((time.perf_counter() - t0) * 1000)
 
         queries: dict[str, int] = {}
         reset_queries()
@@ -143,6 +191,14 @@ def main() -> None:
         with CaptureQueriesContext(connection) as ctx:
             load_part()
         queries["part hit"] = len(ctx.captured_queries)
+        forget()
+        with CaptureQueriesContext(connection) as ctx:
+            load_history()
+        queries["history miss"] = len(ctx.captured_queries)
+        with CaptureQueriesContext(connection) as ctx:
+            load_history()
+        queries["history hit"] = len(ctx.captured_queries)
+        per_message = queries_per_processed_message(run)
     finally:
         forget()
         Conversation.objects.filter(page_id=PAGE_ID, psid=psid).delete()
@@ -157,13 +213,18 @@ def main() -> None:
         "miss": "context_load, cache miss",
         "part hit": "loading part only, cache hit",
         "part miss": "loading part only, cache miss",
+        "history hit": "recent history, cache hit",
+        "history miss": "recent history, cache miss",
     }
     for key, label in labels.items():
         values = timings[key]
-        print(
-            f"{label:<34} {statistics.median(values):>10.3f} {percentile(values, 99):>10.3f} "
-            f"{queries[key]:>11}"
-        )
+        print(f"{label:<34} {statistics.median(values):>10.3f} {percentile(values, 99):>10.3f} {queries[key]:>11}")
+    history_speedup = statistics.median(timings["history miss"]) / statistics.median(timings["history hit"])
+    print(
+        f"queries per processed message (webhook row -> reply sent, dry-run Send API, rules engine, "
+        f"returning user): {per_message}"
+    )
+    print(f"history: a cache hit is {history_speedup:.1f}x faster than a miss (median)")
     ratio = statistics.median(timings["hit"]) / statistics.median(timings["miss"])
     part_ratio = statistics.median(timings["part hit"]) / statistics.median(timings["part miss"])
     print(
