@@ -138,7 +138,7 @@ RQ_QUEUES = {
 RQ = {
     # Enqueue only after the surrounding transaction commits: a job never sees a row it can't load.
     "COMMIT_MODE": "on_db_commit",
-    "WORKER_CLASS": "messenger.worker.MessengerWorker",
+    "WORKER_CLASS": env.str("RQ_WORKER_CLASS", default="messenger.worker.MessengerWorker"),
 }
 RQ_SHOW_ADMIN_LINK = True
 

@@ -13,18 +13,29 @@ extra flags. On top of rq's fork-per-job worker it adds:
   ``messenger.inbox.inbox_requeue``, which finds kept messages that are not answered and have no
   live job or heartbeat and queues them again. rq's own abandoned-job cleanup runs only every ten
   minutes; this bounds the delay to about ``MESSENGER_LEASE_SECONDS + interval`` seconds (25 s by default).
+
+``MessengerInProcessWorker`` (opt-in: ``RQ_WORKER_CLASS=messenger.worker.MessengerInProcessWorker``)
+runs each job in the worker process itself, as rq's ``SimpleWorker`` does, instead of forking a work
+horse per job: the PostgreSQL connection, Redis pools, the Send API session and the engine are reused
+across jobs (2.2-2.4x the throughput, ``docs/performance.md``). The trade-offs: a job can't be killed
+apart from its worker, so past the shutdown timeout the worker puts the message back and exits the
+process at once; and a SIGKILL of the worker takes the message in flight down with it, recovered by
+the sweep within ``MESSENGER_LEASE_SECONDS + interval`` (the forking worker's horse would finish it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connections
-from rq.worker import Worker
+from django.db import close_old_connections, connections
+from rq.utils import now
+from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from messenger.inbox import INFLIGHT_KEY, LOCK_KEY, inbox_requeue, inbox_requeue_one
 from messenger.models import InboundMessage
@@ -35,8 +46,9 @@ logger = logging.getLogger("messenger.worker")
 SWEEP_LOCK_KEY = "messenger:recovery-sweep"
 
 
-class MessengerWorker(Worker):
-    """rq's forking worker with a time-limited warm shutdown and a recovery sweep."""
+class MessengerWorkerMixin:
+    """What both worker classes share: the recovery sweep, the warm-up, the put-back of the message
+    in flight, the ``ready`` log. Mixed in before an rq worker class (``Worker`` or ``SimpleWorker``)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("maintenance_interval", settings.MESSENGER_RECOVERY_INTERVAL_SECONDS)
@@ -93,51 +105,34 @@ class MessengerWorker(Worker):
         except Exception as exc:  # noqa: BLE001 - the sweep must never stop the worker; logged
             logger.error("messenger.worker.sweep-failed", extra={"worker": self.name, "error": type(exc).__name__})
         finally:
-            # The next work horse is forked from this process: it must not inherit an open connection.
-            connections.close_all()
+            self._release_db_after_sweep()
+
+    def _release_db_after_sweep(self) -> None:
+        # The next work horse is forked from this process: it must not inherit an open connection.
+        connections.close_all()
 
     # --- graceful shutdown ---------------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()
         # From here on SIGTERM is a graceful stop (before it, the default action ends the process).
-        logger.info("messenger.worker.ready", extra={"worker": self.name, "queues": ",".join(self.queue_names())})
+        logger.info(
+            "messenger.worker.ready",
+            extra={"worker": self.name, "queues": ",".join(self.queue_names()), "worker_class": type(self).__name__},
+        )
 
-    def request_stop(self, signum, frame) -> None:
-        """First SIGTERM/SIGINT: finish the job in flight, but for no longer than the shutdown timeout."""
-        busy = bool(self.horse_pid)
-        super().request_stop(signum, frame)  # raises StopRequested when idle
-        if busy and self._shutdown_timer is None:
-            timeout_s = settings.MESSENGER_SHUTDOWN_TIMEOUT_MS / 1000
-            logger.info(
-                "messenger.worker.shutdown-waiting",
-                extra={"worker": self.name, "signal": signal.Signals(signum).name, "timeout_s": timeout_s},
-            )
-            self._shutdown_timer = threading.Timer(timeout_s, self._shutdown_timeout_reached)
-            self._shutdown_timer.daemon = True
-            self._shutdown_timer.start()
-
-    def _shutdown_timeout_reached(self) -> None:
-        if self.horse_pid:
-            logger.warning("messenger.worker.shutdown-timeout", extra={"worker": self.name})
-            self._killed_for_shutdown = True
-            self.kill_horse(signal.SIGKILL)
-
-    def request_force_stop(self, signum, frame) -> None:
-        """Second signal: stop now; the message in flight goes back on its queue."""
+    def _start_shutdown_timer(self, signum: int, callback) -> None:
+        """Call ``callback`` (in a timer thread) once ``MESSENGER_SHUTDOWN_TIMEOUT_MS`` has passed."""
         if self._shutdown_timer is not None:
-            self._shutdown_timer.cancel()
-        try:
-            super().request_force_stop(signum, frame)  # kills the horse, then raises SystemExit
-        except SystemExit:
-            self.put_back_inflight()
-            raise
-
-    def execute_job(self, job, queue) -> None:
-        self._killed_for_shutdown = False
-        super().execute_job(job, queue)
-        if self._killed_for_shutdown:
-            self.put_back_inflight()
+            return
+        timeout_s = settings.MESSENGER_SHUTDOWN_TIMEOUT_MS / 1000
+        logger.info(
+            "messenger.worker.shutdown-waiting",
+            extra={"worker": self.name, "signal": signal.Signals(signum).name, "timeout_s": timeout_s},
+        )
+        self._shutdown_timer = threading.Timer(timeout_s, callback)
+        self._shutdown_timer.daemon = True
+        self._shutdown_timer.start()
 
     def teardown(self) -> None:
         if self._shutdown_timer is not None:
@@ -145,10 +140,13 @@ class MessengerWorker(Worker):
         super().teardown()
 
     def put_back_inflight(self) -> None:
-        """Put the messages this worker's (now dead) horse was answering back on their queues.
+        """Put the messages this worker's stopped job was answering back on their queues.
 
-        The horse is gone, so its sender lock and in-flight key are freed here rather than left to
-        expire, and the next worker can start on the message at once.
+        The job is dead (forking: its horse was killed) or frozen for good (in-process: the process
+        exits right after), so its sender lock and in-flight key are freed here rather than left to
+        expire, and the next worker can start on the message at once. Only rows still ``processing``
+        under this worker's name are touched, and ``inbox_requeue_one`` never reopens a final row: a
+        message answered just before this ran is left answered.
         """
         if self._put_back_done:
             return
@@ -168,3 +166,170 @@ class MessengerWorker(Worker):
             logger.error("messenger.worker.put-back-failed", extra={"worker": self.name, "error": type(exc).__name__})
         finally:
             connections.close_all()
+
+
+class MessengerWorker(MessengerWorkerMixin, Worker):
+    """rq's forking worker with a time-limited warm shutdown and a recovery sweep (the default class)."""
+
+    def request_stop(self, signum, frame) -> None:
+        """First SIGTERM/SIGINT: finish the job in flight, but for no longer than the shutdown timeout."""
+        busy = bool(self.horse_pid)
+        if busy:
+            # Started first: rq's handler below may take a second to stop the scheduler.
+            self._start_shutdown_timer(signum, self._shutdown_timeout_reached)
+        super().request_stop(signum, frame)  # raises StopRequested when idle
+
+    def _shutdown_timeout_reached(self) -> None:
+        if self.horse_pid:
+            logger.warning("messenger.worker.shutdown-timeout", extra={"worker": self.name})
+            self._killed_for_shutdown = True
+            self.kill_horse(signal.SIGKILL)
+
+    def request_force_stop(self, signum, frame) -> None:
+        """Second signal: stop now; the message in flight goes back on its queue."""
+        try:
+            # Kills the horse, then raises SystemExit; returns (ignoring it) on a repeat within 1 s,
+            # in which case the shutdown timer must keep running.
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            if self._shutdown_timer is not None:
+                self._shutdown_timer.cancel()
+            self.put_back_inflight()
+            raise
+
+    def execute_job(self, job, queue) -> None:
+        self._killed_for_shutdown = False
+        super().execute_job(job, queue)
+        if self._killed_for_shutdown:
+            self.put_back_inflight()
+
+
+# Sent by the shutdown timer to the main thread, whose handler freezes the job where it stands.
+_STOP_JOB_SIGNAL = signal.SIGUSR1
+# How long the timer waits for the main thread to take that signal before putting back on its own
+# (the main thread may be blocked in C code that does not return to Python).
+_FREEZE_WAIT_S = 2.0
+EXIT_CODE_JOB_ABANDONED = 3
+
+
+class MessengerInProcessWorker(MessengerWorkerMixin, SimpleWorker):
+    """Runs each job in the worker process (rq's ``SimpleWorker``), with the same warm shutdown,
+    put-back and recovery sweep as ``MessengerWorker``. Opt-in; see the module docstring.
+
+    Contracts:
+
+    - Between jobs, connections Django considers unusable or past ``CONN_MAX_AGE`` are closed
+      (``close_old_connections``); after a job that failed, every DB connection is closed (an
+      exception such as rq's job timeout may have interrupted a query mid-way).
+    - First SIGTERM/SIGINT: no new job; the job in flight gets up to ``MESSENGER_SHUTDOWN_TIMEOUT_MS``.
+      Past it, or on a second SIGTERM/SIGINT, the job is frozen where it stands (the main thread
+      runs a signal handler that never returns to it), its message is put back (``put_back_inflight``
+      from a thread of its own, with its own DB connection) and the process exits with
+      ``EXIT_CODE_JOB_ABANDONED``: a job running in this process can't be killed any other way.
+    - rq's job timeout is rq's in-process death penalty (SIGALRM raises ``JobTimeoutException`` in
+      the job); the pipeline records what it leaves (a fallback reply, a failed row, or a row the
+      sweep requeues once its lease lapses).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._job_in_flight = False
+        self._exit_lock = threading.Lock()
+        self._frozen = threading.Event()
+
+    def _release_db_after_sweep(self) -> None:
+        # Nothing is forked from this process: keep the connection for the next job unless it is stale.
+        close_old_connections()
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(_STOP_JOB_SIGNAL, self._stop_job_now)
+        super()._install_signal_handlers()
+
+    def execute_job(self, job, queue) -> None:
+        """Run the job here, as ``SimpleWorker.execute_job`` does, between two DB connection checks."""
+        # messenger.jobs records this name on the rows it processes; put_back_inflight looks for it.
+        os.environ["RQ_WORKER_ID"] = self.name
+        os.environ["RQ_JOB_ID"] = job.id
+        close_old_connections()
+        self._job_in_flight = True
+        try:
+            execution = self.prepare_execution(job)
+            ok = self.perform_job(job, queue, execution)
+        finally:
+            self._job_in_flight = False
+        if ok:
+            close_old_connections()
+        else:
+            connections.close_all()
+        self.set_state(WorkerStatus.IDLE)
+
+    def request_stop(self, signum, frame) -> None:
+        """First SIGTERM/SIGINT: finish the job in flight, but for no longer than the shutdown timeout."""
+        busy = self._job_in_flight
+        if busy:
+            # Started first: rq's handler below may take a second to stop the scheduler.
+            self._start_shutdown_timer(signum, self._shutdown_timeout_reached)
+        super().request_stop(signum, frame)  # raises StopRequested when idle
+
+    def _shutdown_timeout_reached(self) -> None:
+        """Timer thread: ask the main thread to freeze the job; do the put-back here if it can't."""
+        if not self._job_in_flight:
+            return
+        logger.warning("messenger.worker.shutdown-timeout", extra={"worker": self.name})
+        signal.pthread_kill(threading.main_thread().ident, _STOP_JOB_SIGNAL)
+        if not self._frozen.wait(_FREEZE_WAIT_S) and self._job_in_flight:
+            self._abandon_job_and_exit()
+
+    def _stop_job_now(self, signum, frame) -> None:
+        """Main thread, between two bytecodes of the job: stop it for good, unless it just finished."""
+        if not self._job_in_flight:
+            return  # finished as the timer fired: the work loop stops on its own
+        self._frozen.set()
+        self._abandon_job_and_exit()
+
+    def request_force_stop(self, signum, frame) -> None:
+        """Second signal: stop now; the message in flight goes back on its queue."""
+        if not self._job_in_flight:
+            super().request_force_stop(signum, frame)  # raises SystemExit (or ignores a repeat within 1 s)
+            return
+        if self._is_repeat_signal():
+            # rq's rule: the same signal twice within a second (a pool and the OS) counts once.
+            return
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+        self._frozen.set()
+        self._abandon_job_and_exit()
+
+    def _is_repeat_signal(self) -> bool:
+        requested = self._shutdown_requested_date
+        return requested is not None and (now() - requested) < timedelta(seconds=1)
+
+    def _abandon_job_and_exit(self) -> None:
+        """Put the message in flight back, leave rq's registries tidy, flush the logs, exit the process.
+
+        Runs once (a lock); a second caller blocks until the process is gone. The DB work runs in a
+        thread of its own: the main thread may be frozen in the middle of a query on its connection.
+        """
+        self._exit_lock.acquire()
+        helper = threading.Thread(target=self._put_back_and_leave, name="messenger-put-back", daemon=True)
+        helper.start()
+        helper.join(timeout=max(5.0, settings.MESSENGER_LEASE_SECONDS))
+        logger.warning("messenger.worker.exit-abandoned-job", extra={"worker": self.name})
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CODE_JOB_ABANDONED)
+
+    def _put_back_and_leave(self) -> None:
+        self.put_back_inflight()
+        try:
+            process = self.scheduler._process if self.scheduler else None
+            if process is not None and process.is_alive():
+                # os._exit skips rq's teardown: stop the scheduler child so it does not outlive us.
+                process.terminate()
+                process.join(timeout=2)
+            self.register_death()
+        except Exception as exc:  # noqa: BLE001 - rq expires a dead worker's key by itself; logged
+            logger.error(
+                "messenger.worker.deregister-failed", extra={"worker": self.name, "error": type(exc).__name__}
+            )

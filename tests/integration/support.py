@@ -93,8 +93,14 @@ def _wait(seconds: float) -> None:
         threading.Event().wait(seconds)
 
 
-def process_env(fake: FakeServer, **overrides: str) -> dict[str, str]:
-    """Environment for a subprocess that uses the test database, the test Redis and the fake server."""
+IN_PROCESS_WORKER = "messenger.worker.MessengerInProcessWorker"
+
+
+def process_env(fake: FakeServer, *, worker_class: str | None = None, **overrides: str) -> dict[str, str]:
+    """Environment for a subprocess that uses the test database, the test Redis and the fake server.
+
+    ``worker_class`` selects the rq worker class (``RQ_WORKER_CLASS``); unset, the settings' default.
+    """
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -116,6 +122,9 @@ def process_env(fake: FakeServer, **overrides: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DATABASE_TEST_NAME", None)
+    env.pop("RQ_WORKER_CLASS", None)
+    if worker_class:
+        env["RQ_WORKER_CLASS"] = worker_class
     env.update(overrides)
     return env
 
