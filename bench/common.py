@@ -373,23 +373,24 @@ def start_gunicorn(env: dict[str, str], *, name: str = "gunicorn", port: int | N
     return proc, port
 
 
+# ``bench/pipeline.py --worker-class``: the rq worker class, chosen as ops choose it (``RQ_WORKER_CLASS``).
 WORKER_CLASSES = {
-    "messenger": None,  # settings.RQ["WORKER_CLASS"]: messenger.worker.MessengerWorker
-    "preload": "bench.common.PreloadMessengerWorker",
-    "nofork": "bench.common.NoForkMessengerWorker",
+    "messenger": "messenger.worker.MessengerWorker",  # the default: a work horse forked per job
+    "inprocess": "messenger.worker.MessengerInProcessWorker",  # opt-in: jobs run in the worker process
 }
 
 
-def start_worker(env: dict[str, str], *, name: str, scheduler: bool = True, worker_class: str = "messenger") -> Proc:
-    """``manage.py rqworker messenger_fast messenger_slow [--with-scheduler]`` (MessengerWorker).
+def worker_class_env(worker_class: str) -> dict[str, str]:
+    """The environment that selects ``worker_class`` (a key of :data:`WORKER_CLASSES`) for rqworker."""
+    return {"RQ_WORKER_CLASS": WORKER_CLASSES[worker_class]}
 
-    ``worker_class`` other than ``"messenger"`` selects an experimental class of :data:`WORKER_CLASSES`.
-    """
+
+def start_worker(env: dict[str, str], *, name: str, scheduler: bool = True) -> Proc:
+    """``manage.py rqworker messenger_fast messenger_slow [--with-scheduler]``; the class is the one
+    ``RQ_WORKER_CLASS`` in ``env`` names (see :func:`worker_class_env`), else the settings' default."""
     cmd = [PYTHON, "manage.py", "rqworker", "messenger_fast", "messenger_slow", "--name", name]
     if scheduler:
         cmd.append("--with-scheduler")
-    if WORKER_CLASSES[worker_class]:
-        cmd += ["--worker-class", WORKER_CLASSES[worker_class]]
     return start_process(name, cmd, env)
 
 
@@ -707,62 +708,3 @@ class Poster:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-
-
-# --- experimental worker classes (measure a proposed fix without editing messenger/) ----------------
-# Used only by ``bench/pipeline.py --worker-class preload|nofork`` through django-rq's
-# ``rqworker --worker-class``; the project's own class stays ``messenger.worker.MessengerWorker``.
-
-
-def _messenger_worker_base():
-    from messenger.worker import MessengerWorker
-
-    return MessengerWorker
-
-
-def _warm_up_job_code() -> None:
-    """Import the job's code and build the engine and formatter once, in the worker before it forks."""
-    import messenger.jobs  # noqa: F401 - the import is the point: rq would import it in every horse
-    from chatbot.engine import get_engine
-    from chatbot.engine.types import Reply
-    from messenger.formatter import format_reply
-
-    get_engine()
-    format_reply(Reply(text="**warm** up", intent="bench"))
-
-
-def __getattr__(name: str):
-    # Built lazily so that importing bench.common never needs Django (the bench process has none).
-    if name == "PreloadMessengerWorker":
-        base = _messenger_worker_base()
-
-        class PreloadMessengerWorker(base):
-            """MessengerWorker that imports and warms the job's code before forking work horses."""
-
-            def __init__(self, *args, **kwargs) -> None:
-                super().__init__(*args, **kwargs)
-                _warm_up_job_code()
-
-        return PreloadMessengerWorker
-    if name == "NoForkMessengerWorker":
-        base = _messenger_worker_base()
-        from rq.worker import WorkerStatus
-
-        class NoForkMessengerWorker(base):
-            """MessengerWorker that runs each job in its own process (rq's SimpleWorker execution).
-
-            Keeps imports, caches, the PostgreSQL connection and the Send API session across jobs.
-            Experimental: the warm shutdown's "kill the horse" has nothing to kill here.
-            """
-
-            def __init__(self, *args, **kwargs) -> None:
-                super().__init__(*args, **kwargs)
-                _warm_up_job_code()
-
-            def execute_job(self, job, queue) -> None:
-                execution = self.prepare_execution(job)
-                self.perform_job(job, queue, execution)
-                self.set_state(WorkerStatus.IDLE)
-
-        return NoForkMessengerWorker
-    raise AttributeError(name)

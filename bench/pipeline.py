@@ -5,8 +5,9 @@ Usage (from the repository root)::
     .venv/bin/python bench/pipeline.py [--quick] [--messages 600] [--graph-workers 12]
 
 Everything runs as in production: gunicorn (``chatbot.wsgi``, production settings) takes signed
-webhooks; ``manage.py rqworker messenger_fast messenger_slow --with-scheduler`` (the project's
-``MessengerWorker``, fork per job) answers them with the ``rules`` engine; the Send API client posts
+webhooks; ``manage.py rqworker messenger_fast messenger_slow --with-scheduler`` (``--worker-class messenger``:
+the default ``MessengerWorker``, fork per job; ``inprocess``: ``MessengerInProcessWorker``, selected
+with ``RQ_WORKER_CLASS`` as ops would) answers them with the ``rules`` engine; the Send API client posts
 to :class:`bench.common.FakeGraph` on 127.0.0.1 with a page token set (real HTTP, circuit breaker on
 Redis). PostgreSQL ``chatbot_bench_pipeline``, Redis db ``--redis-db`` (6), flushed at start.
 Every message has its own PSID, so a reply is matched to its webhook by recipient.
@@ -64,6 +65,7 @@ class Bench:
             MESSENGER_PAGE_ACCESS_TOKEN=common.PAGE_TOKEN,
             MESSENGER_GRAPH_API_URL=self.fake.base_url,
             LOG_LEVEL=args.log_level,
+            **common.worker_class_env(args.worker_class),
         )
         self.db_url = common.prepare_database("pipeline", self.env)
         self.env["DATABASE_URL"] = self.db_url
@@ -89,7 +91,7 @@ class Bench:
     def start_workers(self, count: int, *, tag: str) -> None:
         for i in range(count):
             self.workers.append(
-                common.start_worker(self.env, name=f"pipeline-{tag}-{i + 1}", worker_class=self.args.worker_class)
+                common.start_worker(self.env, name=f"pipeline-{tag}-{i + 1}")
             )
         common.wait_workers(self.redis, len(self.workers), procs=self.workers, timeout=60)
 
@@ -277,15 +279,15 @@ def main() -> int:
     parser.add_argument("--log-level", default="WARNING", help="the project's LOG_LEVEL (default WARNING)")
     parser.add_argument("--only", default="abcd", help="phases to run (default abcd)")
     parser.add_argument("--worker-class", choices=sorted(common.WORKER_CLASSES), default="messenger",
-                        help="messenger (the project's, default); preload or nofork: experiments measuring "
-                             "a proposed fix (see docs/performance.md)")
+                        help="messenger: MessengerWorker, fork per job (the default); inprocess: "
+                             "MessengerInProcessWorker, jobs in the worker process (RQ_WORKER_CLASS)")
     args = parser.parse_args()
     n = args.messages or (150 if args.quick else 500)
     latency_seconds = 6.0 if args.quick else 15.0
 
     common.install_cleanup()
     print(f"loadavg at start: {Path('/proc/loadavg').read_text().split()[:3]}; {os.cpu_count()} cores; "
-          f"worker class: {common.WORKER_CLASSES[args.worker_class] or 'messenger.worker.MessengerWorker'}",
+          f"worker class: {common.WORKER_CLASSES[args.worker_class]}",
           flush=True)
     bench = Bench(args)
     figures: dict[str, str] = {}
