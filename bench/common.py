@@ -135,15 +135,10 @@ def _pg_connect(url: str, **kwargs):
     return psycopg.connect(url, **kwargs)
 
 
-def prepare_database(name: str, env: dict[str, str]) -> str:
-    """Create ``chatbot_bench_<name>`` when missing, migrate it, and empty the apps' tables.
-
-    Returns its URL. ``env`` is the environment the project runs with (``manage.py migrate`` runs
-    as a subprocess in it, so the bench process never imports Django).
-    """
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database named in ``url`` when it does not exist yet."""
     from psycopg import sql
 
-    url = database_url(name)
     parts = urlsplit(url)
     db_name = parts.path.lstrip("/")
     admin_url = urlunsplit(parts._replace(path="/postgres"))
@@ -151,6 +146,16 @@ def prepare_database(name: str, env: dict[str, str]) -> str:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
             log(f"created database {db_name}")
+
+
+def prepare_database(name: str, env: dict[str, str]) -> str:
+    """Create ``chatbot_bench_<name>`` when missing, migrate it, and empty the apps' tables.
+
+    Returns its URL. ``env`` is the environment the project runs with (``manage.py migrate`` runs
+    as a subprocess in it, so the bench process never imports Django).
+    """
+    url = database_url(name)
+    ensure_database(url)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,

@@ -28,10 +28,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402 - after the path is set
 
 os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/chatbot_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -39,21 +40,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # per-load INFO lines would measure the console
 
 PAGE_ID = "bench-page"
-
-
-def ensure_database(url: str) -> None:
-    """Create the database named in ``url`` (PostgreSQL) when it does not exist yet."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 def percentile(values: list[float], pct: int) -> float:
@@ -97,7 +83,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=10, help="earlier messages (default 10)")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"])
+    common.ensure_database(os.environ["DATABASE_URL"])
     import django
 
     django.setup()

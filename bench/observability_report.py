@@ -27,10 +27,11 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402 - after the path is set
 
 os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/chatbot_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -38,21 +39,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 BATCH = 5000
-
-
-def ensure_database(url: str) -> None:
-    """Create the database named in ``url`` (PostgreSQL) when it does not exist yet."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 def journey(rng: random.Random) -> list[tuple[str, float | None, dict]]:
@@ -132,7 +118,7 @@ def main() -> None:
     parser.add_argument("--reset", action="store_true", help="delete all events and insert afresh")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"])
+    common.ensure_database(os.environ["DATABASE_URL"])
 
     import django
 
