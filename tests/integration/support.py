@@ -216,3 +216,22 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
             return
         threading.Event().wait(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def body_for(text: str, *, mid: str, psid: str = "7000000000000001", ts: int | None = None) -> dict:
+    """A webhook body with one text message, shaped as Facebook sends it."""
+    ts = ts or int(time.time() * 1000)
+    item = {
+        "sender": {"id": psid},
+        "recipient": {"id": "516746941531643"},
+        "timestamp": ts,
+        "message": {"mid": mid, "text": text},
+    }
+    return {"object": "page", "entry": [{"id": "516746941531643", "time": ts, "messaging": [item]}]}
+
+
+def status_of(mid: str) -> str | None:
+    """The inbox status of the message with Facebook id ``mid``."""
+    from messenger.models import InboundMessage
+
+    return InboundMessage.objects.filter(mid=mid).values_list("status", flat=True).first()

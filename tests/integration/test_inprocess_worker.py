@@ -20,30 +20,17 @@ from messenger import texts
 from messenger.models import InboundMessage
 from messenger.queues import get_queue
 from messenger.worker import EXIT_CODE_JOB_ABANDONED, MessengerWorker
-from tests.integration.support import IN_PROCESS_WORKER, FakeServer, Worker, process_env, wait_until
-from tests.integration.test_shutdown import body_for, status_of
+from tests.integration.support import (
+    IN_PROCESS_WORKER,
+    FakeServer,
+    Worker,
+    body_for,
+    process_env,
+    status_of,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-@pytest.fixture
-def fake():
-    with FakeServer() as server:
-        yield server
-
-
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def start(env) -> Worker:
-        worker = Worker(env, tmp_path / f"worker-{len(started)}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def in_process_env(fake: FakeServer, **overrides: str) -> dict[str, str]:

@@ -18,40 +18,9 @@ import pytest
 from messenger.models import InboundMessage
 from messenger.queues import get_queue
 from tests.conftest import sign
-from tests.integration.support import ROOT, FakeServer, Worker, die_with_parent, process_env, wait_until
+from tests.integration.support import ROOT, body_for, die_with_parent, process_env, status_of, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-def body_for(text: str, *, mid: str, psid: str = "7000000000000001", ts: int | None = None) -> dict:
-    ts = ts or int(time.time() * 1000)
-    item = {"sender": {"id": psid}, "recipient": {"id": "516746941531643"}, "timestamp": ts,
-            "message": {"mid": mid, "text": text}}
-    return {"object": "page", "entry": [{"id": "516746941531643", "time": ts, "messaging": [item]}]}
-
-
-def status_of(mid: str) -> str | None:
-    return InboundMessage.objects.filter(mid=mid).values_list("status", flat=True).first()
-
-
-@pytest.fixture
-def fake():
-    with FakeServer() as server:
-        yield server
-
-
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def start(env) -> Worker:
-        worker = Worker(env, tmp_path / f"worker-{len(started)}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def test_shutdown_waits_for_inflight_messages(post_webhook, fake, workers):
