@@ -53,7 +53,9 @@ def report_format_text(report: dict[str, Any]) -> str:
         f"{'success rate':<36} {rate} ({success['replied']} replied of "
         f"{success['needed_reply']} messages that needed a reply)"
     )
-    lines.append(f"(percentiles computed in the {report['percentiles_computed_in']})")
+    in_database = report["percentiles_computed_in"] == "database"
+    where = "the database" if in_database else "Python (SQLite has no percentile_cont)"
+    lines.append(f"(percentiles computed in {where})")
     return "\n".join(lines)
 
 
