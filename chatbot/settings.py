@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_rq",
     "conversations",
+    "engine",
     "messenger",
     "observability",
 ]
@@ -192,7 +193,7 @@ CHATBOT_API_KEY = env.str("CHATBOT_API_KEY", default="")
 CHATBOT_MODEL = env.str("CHATBOT_MODEL", default="")
 # The openai engine's own HTTP timeout; it never waits longer than the pipeline's remaining budget.
 CHATBOT_API_TIMEOUT_MS = env.int("CHATBOT_API_TIMEOUT_MS", default=10000)
-CHATBOT_RULES_FILE = env.path("CHATBOT_RULES_FILE", default=str(BASE_DIR / "chatbot" / "rules.json"))
+CHATBOT_RULES_FILE = env.path("CHATBOT_RULES_FILE", default=str(BASE_DIR / "engine" / "rules.json"))
 CHATBOT_SYSTEM_PROMPT = env.str(
     "CHATBOT_SYSTEM_PROMPT",
     default=(

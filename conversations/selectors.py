@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from chatbot.engine.types import HistoryItem
 from conversations import cache
 from conversations.models import Conversation, Message
+from engine.types import HistoryItem
 
 _HISTORY_FIELDS = ("id", "direction", "text", "intent", "created_at")
 

@@ -25,7 +25,6 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from chatbot.engine.types import ChatContext
 from conversations import cache
 from conversations.models import Conversation, Message
 from conversations.selectors import (
@@ -36,6 +35,7 @@ from conversations.selectors import (
     message_history_item,
 )
 from conversations.structured import structured_from_tap
+from engine.types import ChatContext
 from observability.hashing import hash_psid
 
 logger = logging.getLogger("conversations.services")

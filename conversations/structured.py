@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from chatbot.engine.types import Reply
+from engine.types import Reply
 
 
 def structured_from_reply(*, reply: Reply) -> dict:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from chatbot.engine.types import Reply
+from engine.types import Reply
 from messenger import texts
 
 SUMMARY_URL_CHARS = 200

@@ -1,4 +1,4 @@
-"""Turn an engine :class:`~chatbot.engine.types.Reply` into the Send API ``message`` objects Facebook accepts.
+"""Turn an engine :class:`~engine.types.Reply` into the Send API ``message`` objects Facebook accepts.
 
 Three steps, each a public function so callers and tests can use them alone:
 
@@ -72,7 +72,7 @@ import regex
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-from chatbot.engine.types import Button, Card, QuickReply, Reply
+from engine.types import Button, Card, QuickReply, Reply
 from messenger import texts
 
 logger = logging.getLogger("messenger.format")

@@ -36,10 +36,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chatbot.engine import get_engine
-from chatbot.engine.types import ChatContext, Reply
 from conversations.models import Conversation
 from conversations.services import context_load, conversation_mark_unreachable, message_append
+from engine import get_engine
+from engine.types import ChatContext, Reply
 from messenger import send_api, signals, texts
 from messenger.attachments import decide_for_attachments
 from messenger.formatter import format_reply

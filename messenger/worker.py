@@ -77,7 +77,7 @@ class MessengerWorkerMixin:
         file, the markdown parser, the pipeline's imports) would otherwise be rebuilt for every message.
         """
         try:
-            from chatbot.engine import get_engine
+            from engine import get_engine
             from messenger import pipeline  # noqa: F401 - imports the whole pipeline once
             from messenger.formatter import strip_markdown
 

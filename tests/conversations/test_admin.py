@@ -8,11 +8,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from chatbot.engine.types import Button, Card, QuickReply, Reply
 from conversations.admin import render_structured
 from conversations.models import Conversation, Message
 from conversations.services import device_id_for, message_append
 from conversations.structured import structured_from_reply, structured_from_tap
+from engine.types import Button, Card, QuickReply, Reply
 from tests.conversations.helpers import PAGE_ID, T0, at, conversation_make, messages_make
 
 pytestmark = pytest.mark.django_db

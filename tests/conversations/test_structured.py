@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from chatbot.engine.types import Button, Card, QuickReply, Reply
 from conversations.structured import structured_from_reply, structured_from_tap
+from engine.types import Button, Card, QuickReply, Reply
 
 
 def test_structured_from_reply_is_json_shaped():

@@ -9,7 +9,7 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatbot.engine.types import Button, Card, QuickReply, Reply
+from engine.types import Button, Card, QuickReply, Reply
 from messenger import texts
 from messenger.formatter import (
     MAX_PARTS,

@@ -16,9 +16,9 @@ import responses
 from django.test import override_settings
 from rq import SimpleWorker
 
-from chatbot.engine.types import Reply
 from conversations.models import Conversation, Message
 from conversations.services import conversation_give_back, conversation_hand_over
+from engine.types import Reply
 from messenger import texts
 from messenger.circuit import get_breaker
 from messenger.jobs import process_inbound
@@ -28,7 +28,7 @@ from tests.conftest import load_fixture
 
 GRAPH = "https://graph.facebook.com/v25.0/me/messages"
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("page_token")]
-RULES = json.loads(Path("chatbot/rules.json").read_text())
+RULES = json.loads(Path("engine/rules.json").read_text())
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from chatbot.engine import rules as rules_module
-from chatbot.engine.rules import RulesEngine, RulesFileError, rules_load
-from chatbot.engine.types import Button, Card, ChatContext, HistoryItem, QuickReply
+from engine import rules as rules_module
+from engine.rules import RulesEngine, RulesFileError, rules_load
+from engine.types import Button, Card, ChatContext, HistoryItem, QuickReply
 
-SHIPPED = Path(settings.BASE_DIR) / "chatbot" / "rules.json"
+SHIPPED = Path(settings.BASE_DIR) / "engine" / "rules.json"
 
 
 def ctx(text: str = "", *, payload: str = "", history=(), new: bool = False) -> ChatContext:

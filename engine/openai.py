@@ -24,9 +24,9 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from chatbot.engine.base import DEFAULT_FALLBACK_TEXT, fallback_reply
-from chatbot.engine.rules import RulesEngine, RulesFileError
-from chatbot.engine.types import ChatContext, Reply
+from engine.base import DEFAULT_FALLBACK_TEXT, fallback_reply
+from engine.rules import RulesEngine, RulesFileError
+from engine.types import ChatContext, Reply
 
 logger = logging.getLogger("chatbot.engine.openai")
 

@@ -6,9 +6,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from chatbot.engine import ChatEngine, get_engine, reset_engine_cache
-from chatbot.engine.openai import OpenAIEngine
-from chatbot.engine.rules import RulesEngine, RulesFileError
+from engine import ChatEngine, get_engine, reset_engine_cache
+from engine.openai import OpenAIEngine
+from engine.rules import RulesEngine, RulesFileError
 
 OPENAI = {"CHATBOT_ENGINE": "openai", "CHATBOT_API_URL": "http://llm.test/v1", "CHATBOT_MODEL": "m"}
 

@@ -12,14 +12,14 @@ import responses
 from django.conf import settings
 from django.test import override_settings
 
-from chatbot.engine.openai import OpenAIEngine
-from chatbot.engine.types import ChatContext, HistoryItem
+from engine.openai import OpenAIEngine
+from engine.types import ChatContext, HistoryItem
 from observability.logging import JsonFormatter, TextFormatter
 
 API_URL = "http://llm.test/v1"
 COMPLETIONS = f"{API_URL}/chat/completions"
 API_KEY = "sk-test-SECRET-4242"
-SHIPPED_RULES = json.loads((Path(settings.BASE_DIR) / "chatbot" / "rules.json").read_text())
+SHIPPED_RULES = json.loads((Path(settings.BASE_DIR) / "engine" / "rules.json").read_text())
 FALLBACK_TEXT = SHIPPED_RULES["fallback"]["answers"][0]
 
 pytestmark = pytest.mark.usefixtures("llm_settings")

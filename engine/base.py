@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from chatbot.engine.types import ChatContext, Reply
+from engine.types import ChatContext, Reply
 
 # Used only when even the rules file's fallback answer cannot be read (the file is missing or broken).
 DEFAULT_FALLBACK_TEXT = "Sorry, I didn't quite get that. Could you say it another way, or type 'help'?"

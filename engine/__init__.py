@@ -1,8 +1,8 @@
 """The chat engine: turns a conversation context into a reply. See ``get_engine``.
 
 Callers do ``get_engine().reply(context, timeout_s=budget)``; the engine is chosen by
-``settings.CHATBOT_ENGINE``: ``rules`` (the default, embedded, no network; ``chatbot/engine/rules.py``) or
-``openai`` (any OpenAI-compatible chat-completions server; ``chatbot/engine/openai.py``). Neither raises
+``settings.CHATBOT_ENGINE``: ``rules`` (the default, embedded, no network; ``engine/rules.py``) or
+``openai`` (any OpenAI-compatible chat-completions server; ``engine/openai.py``). Neither raises
 for an expected failure: the user always gets a reply (``Reply.fallback`` says when it is a
 fallback). Formats and switching are documented in ``docs/engine.md``.
 """
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from chatbot.engine.base import DEFAULT_FALLBACK_TEXT, FALLBACK_INTENT, ChatEngine, fallback_reply
-from chatbot.engine.types import Button, Card, ChatContext, HistoryItem, QuickReply, Reply
+from engine.base import DEFAULT_FALLBACK_TEXT, FALLBACK_INTENT, ChatEngine, fallback_reply
+from engine.types import Button, Card, ChatContext, HistoryItem, QuickReply, Reply
 
 __all__ = [
     "DEFAULT_FALLBACK_TEXT",
@@ -36,13 +36,13 @@ __all__ = [
 
 
 def _make_rules() -> ChatEngine:
-    from chatbot.engine.rules import RulesEngine
+    from engine.rules import RulesEngine
 
     return RulesEngine(path=settings.CHATBOT_RULES_FILE)
 
 
 def _make_openai() -> ChatEngine:
-    from chatbot.engine.openai import OpenAIEngine
+    from engine.openai import OpenAIEngine
 
     missing = [name for name in ("CHATBOT_API_URL", "CHATBOT_MODEL") if not getattr(settings, name, "")]
     if missing:

@@ -1,6 +1,6 @@
 """The embedded rules engine: intents, patterns and answers from a JSON file staff can edit.
 
-The data file (``settings.CHATBOT_RULES_FILE``, ``chatbot/rules.json`` by default; its format is
+The data file (``settings.CHATBOT_RULES_FILE``, ``engine/rules.json`` by default; its format is
 documented in ``docs/engine.md``) is validated when it is loaded; a problem raises
 ``RulesFileError`` naming the file and the exact place (``intents[2] ("help").patterns[0]: ...``).
 The engine re-reads the file when its modification time changes, so staff edits apply without a
@@ -34,8 +34,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from chatbot.engine.base import FALLBACK_INTENT, fallback_reply
-from chatbot.engine.types import Button, Card, ChatContext, QuickReply, Reply
+from engine.base import FALLBACK_INTENT, fallback_reply
+from engine.types import Button, Card, ChatContext, QuickReply, Reply
 
 logger = logging.getLogger("chatbot.engine.rules")
 
