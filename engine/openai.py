@@ -25,7 +25,8 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from engine.base import DEFAULT_FALLBACK_TEXT, fallback_reply
-from engine.rules import RulesEngine, RulesFileError
+from engine.rules import RulesEngine
+from engine.rules_file import RulesFileError
 from engine.types import ChatContext, Reply
 
 logger = logging.getLogger("chatbot.engine.openai")

@@ -8,7 +8,8 @@ from django.test import override_settings
 
 from engine import ChatEngine, get_engine, reset_engine_cache
 from engine.openai import OpenAIEngine
-from engine.rules import RulesEngine, RulesFileError
+from engine.rules import RulesEngine
+from engine.rules_file import RulesFileError
 
 OPENAI = {"CHATBOT_ENGINE": "openai", "CHATBOT_API_URL": "http://llm.test/v1", "CHATBOT_MODEL": "m"}
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from engine.rules import rules_load
+from engine.rules_file import rules_load
 from messenger.profile import (
     DEFAULT_PROFILE_FILE,
     ProfileError,
