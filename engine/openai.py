@@ -27,7 +27,7 @@ from requests.adapters import HTTPAdapter
 from engine.base import DEFAULT_FALLBACK_TEXT, fallback_reply
 from engine.rules import RulesEngine
 from engine.rules_file import RulesFileError
-from engine.types import ChatContext, Reply
+from engine.types import NO_LIMITS, ChatContext, Reply, ReplyLimits
 
 logger = logging.getLogger("chatbot.engine.openai")
 
@@ -97,12 +97,13 @@ class OpenAIEngine:
 
     name = ENGINE_NAME
 
-    def __init__(self, *, rules_path: str | None = None) -> None:
+    def __init__(self, *, rules_path: str | None = None, limits: ReplyLimits = NO_LIMITS) -> None:
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._rules_path = rules_path if rules_path is not None else str(settings.CHATBOT_RULES_FILE)
+        self._limits = limits  # the channel's, for the rules file it answers payloads from
         self._rules: RulesEngine | None = None
         self._rules_lock = threading.Lock()
 
@@ -113,7 +114,7 @@ class OpenAIEngine:
             with self._rules_lock:
                 if self._rules is None:
                     try:
-                        self._rules = RulesEngine(path=self._rules_path)
+                        self._rules = RulesEngine(path=self._rules_path, limits=self._limits)
                     except RulesFileError as exc:
                         # The model can still answer; only payloads and the fallback text lose out.
                         logger.error("chatbot.engine.openai-rules-unavailable", extra={"error": str(exc)})

@@ -24,7 +24,7 @@ from typing import Any
 
 from engine.base import FALLBACK_INTENT, fallback_reply
 from engine.rules_file import Intent, Response, RuleSet, RulesFile
-from engine.types import ChatContext, Reply
+from engine.types import NO_LIMITS, ChatContext, Reply, ReplyLimits
 
 logger = logging.getLogger("chatbot.engine.rules")  # the historical name: see engine/rules_file.py
 
@@ -109,14 +109,16 @@ class RulesEngine:
 
     Construction loads the file and raises ``RulesFileError`` if it is broken, so a bad file stops
     ``get_engine()`` (and start-up checks) with a clear message. Later broken edits are logged and
-    ignored: the last good rules keep answering (see ``RulesFile``).
+    ignored: the last good rules keep answering (see ``RulesFile``). ``limits`` are the channel's
+    (``get_engine`` passes the registered ones); without them only the file's own format is checked.
     """
 
     name = ENGINE_NAME
 
-    def __init__(self, *, path: str | os.PathLike[str]) -> None:
-        self._file = RulesFile(path=path)
+    def __init__(self, *, path: str | os.PathLike[str], limits: ReplyLimits = NO_LIMITS) -> None:
+        self._file = RulesFile(path=path, limits=limits)
         self.path = self._file.path
+        self.limits = limits
 
     @property
     def rules(self) -> RuleSet:

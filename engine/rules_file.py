@@ -2,11 +2,13 @@
 
 The file (``settings.CHATBOT_RULES_FILE``, ``engine/rules.json`` by default; its format is documented
 in ``docs/engine.md``) is validated when it is loaded; a problem raises ``RulesFileError`` naming the
-file and the exact place (``intents[2] ("help").patterns[0]: ...``). ``RulesFile`` re-reads it when its
-modification time changes, so staff edits apply without a restart; an edit that breaks the file is
-logged (``chatbot.engine.rules-reload-failed``) and the last good version stays in use.
+file and the exact place (``intents[2] ("help").patterns[0]: ...``). Besides its own format, the file
+is checked against the channel's ``ReplyLimits`` (how many quick replies, buttons and cards one reply
+may carry): the engine is given them from above (``engine/selection.py``) instead of knowing them.
 
-How a validated file answers a message is ``engine/rules.py``'s concern.
+``RulesFile`` re-reads the file when its modification time changes, so staff edits apply without a
+restart; an edit that breaks the file is logged (``chatbot.engine.rules-reload-failed``) and the last
+good version stays in use. How a validated file answers a message is ``engine/rules.py``'s concern.
 """
 
 from __future__ import annotations
@@ -23,22 +25,13 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from engine.base import FALLBACK_INTENT
-from engine.types import Button, Card, QuickReply
+from engine.types import NO_LIMITS, Button, Card, QuickReply, ReplyLimits
 
 # The logger and its event names keep the engine's historical "chatbot.engine" prefix: operators'
 # alerts and docs/engine.md name them, and moving the code is no reason to rename what it reports.
 logger = logging.getLogger("chatbot.engine.rules")
 
 SUPPORTED_VERSIONS = (1,)
-
-# Facebook's structural limits, checked at load so staff hear about them at once rather than
-# seeing answers degraded by the formatter: 13 quick replies, 1-3 buttons on a button template or a
-# card, 10 cards in a generic template (Messenger Platform docs: Quick Replies, Button Template,
-# Generic Template references).
-MAX_QUICK_REPLIES = 13
-MAX_BUTTONS = 3
-MAX_CARDS = 10
-
 
 class RulesFileError(ImproperlyConfigured):
     """The rules file is missing, is not JSON, or breaks the documented format.
@@ -88,8 +81,9 @@ class RuleSet:
 class _Checker:
     """Walks the parsed JSON and raises ``RulesFileError`` with a path to the first problem."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, limits: ReplyLimits) -> None:
         self.source = source
+        self.limits = limits
 
     def fail(self, where: str, problem: str) -> RulesFileError:
         place = f" at {where}" if where else ""
@@ -118,7 +112,8 @@ class _Checker:
         if non_empty and not value:
             raise self.fail(where, "must not be empty")
         if limit is not None and len(value) > limit:
-            raise self.fail(where, f"has {len(value)} items; Messenger allows at most {limit}")
+            channel = self.limits.channel or "the channel"
+            raise self.fail(where, f"has {len(value)} items; {channel} allows at most {limit}")
         return value
 
     def quick_reply(self, value: Any, where: str) -> QuickReply:
@@ -151,18 +146,18 @@ class _Checker:
         quick_replies = tuple(
             self.quick_reply(item, f"{where}.quick_replies[{i}]")
             for i, item in enumerate(
-                self.array(value.get("quick_replies", []), f"{where}.quick_replies", limit=MAX_QUICK_REPLIES)
+                self.array(value.get("quick_replies", []), f"{where}.quick_replies", limit=self.limits.quick_replies)
             )
         )
         buttons = tuple(
             self.button(item, f"{where}.buttons[{i}]")
             for i, item in enumerate(
-                self.array(value.get("buttons", []), f"{where}.buttons", limit=MAX_BUTTONS)
+                self.array(value.get("buttons", []), f"{where}.buttons", limit=self.limits.buttons)
             )
         )
         cards = tuple(
             self.card(item, f"{where}.cards[{i}]")
-            for i, item in enumerate(self.array(value.get("cards", []), f"{where}.cards", limit=MAX_CARDS))
+            for i, item in enumerate(self.array(value.get("cards", []), f"{where}.cards", limit=self.limits.cards))
         )
         if not answers and not cards:
             raise self.fail(where, "needs at least one entry in 'answers' (or 'cards')")
@@ -180,7 +175,7 @@ class _Checker:
         buttons = tuple(
             self.button(item, f"{where}.buttons[{i}]")
             for i, item in enumerate(
-                self.array(data.get("buttons", []), f"{where}.buttons", limit=MAX_BUTTONS)
+                self.array(data.get("buttons", []), f"{where}.buttons", limit=self.limits.card_buttons)
             )
         )
         return Card(
@@ -206,12 +201,12 @@ class _Checker:
 _RESPONSE_KEYS = {"answers", "quick_replies", "buttons", "cards"}
 
 
-def rules_parse(*, data: Any, source: str) -> RuleSet:
-    """Validate parsed JSON against the rules format and build a ``RuleSet``.
+def rules_parse(*, data: Any, source: str, limits: ReplyLimits = NO_LIMITS) -> RuleSet:
+    """Validate parsed JSON against the rules format and ``limits``, and build a ``RuleSet``.
 
     Raises ``RulesFileError`` naming ``source`` and the first problem found.
     """
-    check = _Checker(source)
+    check = _Checker(source, limits)
     root = check.obj(
         data,
         "",
@@ -285,8 +280,8 @@ def rules_parse(*, data: Any, source: str) -> RuleSet:
     )
 
 
-def rules_load(*, path: str | os.PathLike[str]) -> RuleSet:
-    """Read and validate the rules file at ``path``; raises ``RulesFileError`` with a clear message."""
+def rules_load(*, path: str | os.PathLike[str], limits: ReplyLimits = NO_LIMITS) -> RuleSet:
+    """Read and validate the rules file at ``path`` (against ``limits`` too); raises ``RulesFileError``."""
     source = str(path)
     try:
         raw = Path(path).read_text(encoding="utf-8")
@@ -298,7 +293,7 @@ def rules_load(*, path: str | os.PathLike[str]) -> RuleSet:
         raise RulesFileError(
             f"Rules file {source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from exc
-    return rules_parse(data=data, source=source)
+    return rules_parse(data=data, source=source, limits=limits)
 
 
 class RulesFile:
@@ -309,11 +304,12 @@ class RulesFile:
     broken version and ignored: ``rules`` keeps returning the last good version.
     """
 
-    def __init__(self, *, path: str | os.PathLike[str]) -> None:
+    def __init__(self, *, path: str | os.PathLike[str], limits: ReplyLimits = NO_LIMITS) -> None:
         self.path = Path(path)
+        self.limits = limits
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
-        self._rules = rules_load(path=self.path)
+        self._rules = rules_load(path=self.path, limits=limits)
         self._bad_stamp: tuple[int, int] | None = None
 
     def _file_stamp(self) -> tuple[int, int] | None:
@@ -337,7 +333,7 @@ class RulesFile:
         with self._lock:
             if stamp != self._stamp:
                 try:
-                    self._rules = rules_load(path=self.path)
+                    self._rules = rules_load(path=self.path, limits=self.limits)
                 except RulesFileError as exc:
                     # Keep answering with the last good file; log once per broken version.
                     self._bad_stamp = stamp

@@ -81,3 +81,25 @@ class Reply:
     cards: tuple[Card, ...] = ()
     fallback: bool = False
     metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReplyLimits:
+    """How much one reply may carry on the channel that delivers it; ``None`` means no limit.
+
+    The engine knows no channel, so it holds no channel's numbers: the channel app, which sits above
+    the engine, hands its own over (Messenger's are ``messenger.limits.REPLY_LIMITS``, registered with
+    ``engine.reply_limits_register`` when the app is ready). The rules file is checked against them
+    when it is loaded, so staff hear at once about an answer the channel would otherwise have to cut.
+    ``channel`` names the channel in those error messages.
+    """
+
+    channel: str = ""
+    quick_replies: int | None = None
+    buttons: int | None = None  # on the answer's text (a button template)
+    card_buttons: int | None = None  # on each card
+    cards: int | None = None
+
+
+# No channel has said anything yet: only the engine's own structure is checked.
+NO_LIMITS = ReplyLimits()

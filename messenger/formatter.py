@@ -14,28 +14,7 @@ Three steps, each a public function so callers and tests can use them alone:
    template (carousel), with the quick replies on the last message. Every structured part is checked
    against Facebook's documented limits and degraded rather than sent to be refused.
 
-Facebook's limits, as documented (looked up 2026; "characters" is Facebook's word):
-
-* Text message: "Must be UTF-8 and has a 2000 character limit. text or attachment must be set."
-  https://developers.facebook.com/docs/messenger-platform/reference/send-api/
-* Quick replies: at most 13; ``title`` "20 character limit" (required for ``content_type`` text);
-  ``payload`` "1000 character limit".
-  https://developers.facebook.com/docs/messenger-platform/reference/buttons/quick-replies and
-  https://developers.facebook.com/documentation/business-messaging/messenger-platform/send-messages/quick-replies
-* Button template: ``text`` "UTF-8-encoded text of up to 640 characters"; ``buttons`` "Set of 1-3 buttons".
-  https://developers.facebook.com/documentation/business-messaging/messenger-platform/send-messages/template/button
-* Postback button: ``title`` "20 character limit", ``payload`` "1000 character limit".
-  https://developers.facebook.com/documentation/business-messaging/messenger-platform/send-messages/buttons/postback
-* URL button: ``title`` "20 character limit".
-  https://developers.facebook.com/documentation/business-messaging/messenger-platform/send-messages/buttons/url
-* Generic template: "Maximum of 10 elements"; ``title`` and ``subtitle`` "80 character limit"; up to
-  three buttons; "At least one property must be set in addition to title".
-  https://developers.facebook.com/documentation/business-messaging/messenger-platform/send-messages/template/generic
-
-What a "character" is: Facebook does not say. We count Unicode code points (Python's ``len``), the
-natural unit of a UTF-8 string. Should Facebook count UTF-16 code units instead, a text made almost
-entirely of astral characters (emoji) could exceed the limit in its count; text written by people
-and models is nowhere near that, and the Send API client reports such a refusal as a permanent error.
+Facebook's limits, each with its source and what a "character" is, are in ``messenger/limits.py``.
 
 How each limit degrades (the contract the tests pin down):
 
@@ -74,22 +53,23 @@ from markdown_it.tree import SyntaxTreeNode
 
 from engine.types import Button, Card, QuickReply, Reply
 from messenger import texts
+from messenger.limits import (
+    BUTTON_TEMPLATE_TEXT_CHARS,
+    BUTTON_TITLE_CHARS,
+    CARD_SUBTITLE_CHARS,
+    CARD_TITLE_CHARS,
+    MAX_BUTTONS,
+    MAX_CARD_BUTTONS,
+    MAX_CARDS,
+    MAX_QUICK_REPLIES,
+    MAX_TEXT_CHARS,
+    PAYLOAD_CHARS,
+    QUICK_REPLY_TITLE_CHARS,
+)
 
 logger = logging.getLogger("messenger.format")
 
-MAX_TEXT_CHARS = 2000
 MAX_PARTS = 5
-
-MAX_QUICK_REPLIES = 13
-QUICK_REPLY_TITLE_CHARS = 20
-PAYLOAD_CHARS = 1000
-BUTTON_TEMPLATE_TEXT_CHARS = 640
-MAX_BUTTONS = 3
-BUTTON_TITLE_CHARS = 20
-MAX_CARDS = 10
-CARD_TITLE_CHARS = 80
-CARD_SUBTITLE_CHARS = 80
-MAX_CARD_BUTTONS = 3
 
 ELLIPSIS = texts.TRUNCATION_ELLIPSIS
 

@@ -10,6 +10,8 @@ import pytest
 
 from engine.rules import RulesEngine
 from engine.rules_file import RulesFileError, rules_load
+from engine.types import NO_LIMITS, ReplyLimits
+from messenger.limits import REPLY_LIMITS
 from tests.engine.helpers import SHIPPED, ctx, minimal_rules, write
 
 
@@ -87,13 +89,43 @@ def test_shipped_file_defines_required_intents_and_payloads():
     ],
 )
 def test_malformed_file_gives_clear_error(tmp_path, content, fragment):
-    """A malformed rules file raises RulesFileError naming the file and the exact problem."""
+    """A malformed rules file raises RulesFileError naming the file and the exact problem.
+
+    The limits are Messenger's, handed to the engine as ``get_engine`` hands them in production.
+    """
     path = write(tmp_path / "rules.json", content)
     with pytest.raises(RulesFileError) as excinfo:
-        RulesEngine(path=path)
+        RulesEngine(path=path, limits=REPLY_LIMITS)
     message = str(excinfo.value)
     assert str(path) in message
     assert fragment in message
+
+
+def test_rules_file_without_channel_limits_checks_only_its_own_format(tmp_path):
+    """Given no channel's limits, the engine accepts as many quick replies as the file lists."""
+    many = [{"title": f"q{i}", "payload": f"P{i}"} for i in range(14)]
+    path = write(tmp_path / "rules.json", minimal_rules(fallback={"answers": ["Sorry?"], "quick_replies": many}))
+    assert len(rules_load(path=path, limits=NO_LIMITS).fallback.quick_replies) == 14
+
+
+@pytest.mark.parametrize(
+    ("response", "fragment"),
+    [
+        ({"answers": ["a"], "buttons": [{"title": "b", "payload": "B"}] * 2}, "buttons: has 2 items"),
+        ({"cards": [{"title": "c", "subtitle": "s"}] * 2}, "cards: has 2 items"),
+        (
+            {"cards": [{"title": "c", "buttons": [{"title": "b", "payload": "B"}] * 2}]},
+            "cards[0].buttons: has 2 items",
+        ),
+    ],
+)
+def test_rules_file_checked_against_the_limits_it_is_given(tmp_path, response, fragment):
+    """Each limit a channel gives is checked, and the error names that channel."""
+    limits = ReplyLimits(channel="TestChat", quick_replies=1, buttons=1, card_buttons=1, cards=1)
+    path = write(tmp_path / "rules.json", minimal_rules(intents=[{"name": "x", "patterns": ["x"], **response}]))
+    with pytest.raises(RulesFileError) as excinfo:
+        rules_load(path=path, limits=limits)
+    assert f"{fragment}; TestChat allows at most 1" in str(excinfo.value)
 
 
 def test_missing_file_gives_clear_error(tmp_path):

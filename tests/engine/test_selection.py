@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from engine import ChatEngine, get_engine, reset_engine_cache
+from engine import ChatEngine, ReplyLimits, get_engine, reply_limits, reply_limits_register, reset_engine_cache
 from engine.openai import OpenAIEngine
 from engine.rules import RulesEngine
 from engine.rules_file import RulesFileError
@@ -77,3 +77,31 @@ def test_malformed_rules_file_refused(tmp_path):
     bad.write_text('{"version": 1}')
     with override_settings(CHATBOT_RULES_FILE=bad), pytest.raises(RulesFileError, match="missing key"):
         get_engine()
+
+
+@pytest.fixture
+def registered_limits():
+    """Lets a test register other limits; the ones registered before are put back afterwards."""
+    before = reply_limits()
+    yield
+    reply_limits_register(limits=before)
+
+
+@pytest.mark.usefixtures("registered_limits")
+def test_engine_checks_its_file_against_the_registered_limits():
+    """get_engine() builds the engine with the limits a channel registered, and rebuilds on a change."""
+    first = get_engine()
+    assert first.limits == reply_limits()
+    reply_limits_register(limits=ReplyLimits(channel="TestChat", quick_replies=1))
+    with pytest.raises(RulesFileError, match="quick_replies: has 2 items; TestChat allows at most 1"):
+        get_engine()  # the shipped greeting offers two quick replies
+
+
+@pytest.mark.usefixtures("registered_limits")
+def test_openai_engine_reads_its_rules_file_with_the_registered_limits():
+    """The openai engine's rules file (payloads, fallback text) is read with the same limits."""
+    limits = ReplyLimits(channel="TestChat", cards=10)
+    reply_limits_register(limits=limits)
+    with override_settings(**OPENAI):
+        engine = get_engine()
+    assert engine._rules_engine().limits == limits
