@@ -79,7 +79,7 @@ class MessengerWorkerMixin:
         try:
             from engine import get_engine
             from messenger import pipeline  # noqa: F401 - imports the whole pipeline once
-            from messenger.formatter import strip_markdown
+            from messenger.markdown import strip_markdown
 
             get_engine()
             strip_markdown("**warm** up")

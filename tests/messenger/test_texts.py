@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from messenger import texts
-from messenger.formatter import BUTTON_TEMPLATE_TEXT_CHARS, strip_markdown
+from messenger.limits import BUTTON_TEMPLATE_TEXT_CHARS
+from messenger.markdown import strip_markdown
 
 WORDINGS = {
     name: value
