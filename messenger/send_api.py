@@ -83,6 +83,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 
 from messenger.circuit import Permit, get_breaker
 from observability.hashing import hash_psid
+from observability.logging import safe_extra
 
 logger = logging.getLogger("messenger.send")
 
@@ -273,18 +274,9 @@ def _scrub(text: str) -> str:
     return _BEARER.sub(r"\1[redacted]", text)
 
 
-_RESERVED_LOG_KEYS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))) | {
-    "message",
-    "asctime",
-    "psid",
-    "token",
-    "access_token",
-}
-
-
 def _log_context(*, psid: str, log_context: dict | None) -> dict:
     """``extra=`` for every line of this send: the caller's context, ``mid``, ``psid_hash``."""
-    context = {k: v for k, v in (log_context or {}).items() if k not in _RESERVED_LOG_KEYS}
+    context = safe_extra(log_context)
     context.setdefault("mid", "-")
     if not context.get("psid_hash"):
         context["psid_hash"] = hash_psid(psid)
