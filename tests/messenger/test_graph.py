@@ -22,6 +22,8 @@ from messenger.graph import (
     reset_session,
     scrub,
 )
+from messenger.profile import profile_delete, profile_set, profile_show
+from messenger.send_api import send_message, send_sender_action
 from tests.messenger.graph_fixtures import graph as fixture
 
 TOKEN = "EAAGtestPAGEtoken0123456789abcdef"
@@ -240,3 +242,43 @@ def test_scrub_without_configured_token_still_redacts_shapes():
 def test_graph_error_parse_reads_any_shape(body, expected):
     """Every envelope field is read, codes as ints, and a malformed body gives empty fields."""
     assert graph_error_parse(http_status=400, body=body) == expected
+
+
+# --- every caller goes through the client -----------------------------------------------------
+
+
+@pytest.fixture
+def sessions_used(monkeypatch):
+    """Each requests.Session that sent a request, in order."""
+    used: list[requests.Session] = []
+    original = requests.Session.request
+
+    def spy(self, *args, **kwargs):
+        used.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", spy)
+    return used
+
+
+def test_send_api_and_profile_share_one_session_header_and_timeout(graph_api, sessions_used):
+    """Messages, sender actions and the three profile calls: one session, Bearer, no token in URLs."""
+    graph_api.post(SEND_URL, json=fixture("send_success"))
+    graph_api.post(SEND_URL, json=fixture("send_success_sender_action"))
+    graph_api.post(PROFILE_URL, json=fixture("messenger_profile_success"))
+    graph_api.get(PROFILE_URL, json={"data": []})
+    graph_api.delete(PROFILE_URL, json=fixture("messenger_profile_success"))
+
+    assert send_message(psid=PSID, message={"text": "Hi"}).ok
+    assert send_sender_action(psid=PSID, action="typing_on").ok
+    profile_set(profile={"get_started": {"payload": "GET_STARTED"}})
+    profile_show(fields=["greeting"])
+    profile_delete(fields=["greeting"])
+
+    assert len(graph_api.calls) == 5
+    assert len(sessions_used) == 5 and all(session is get_session() for session in sessions_used)
+    for call in graph_api.calls:
+        assert call.request.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert "access_token" not in call.request.url and TOKEN not in call.request.url
+        assert call.request.req_kwargs["timeout"] == 5.0
+
