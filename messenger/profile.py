@@ -2,8 +2,9 @@
 
 The profile is kept in the repository (``messenger/profile.json``) and pushed with
 ``python manage.py messenger_profile set``; these functions hold the logic, the command only adapts
-them. All calls go to ``{MESSENGER_GRAPH_API_URL}/me/messenger_profile`` with the page token in an
-``Authorization: Bearer`` header (never in the URL, so it cannot leak into error messages or logs).
+them. All calls go to ``{MESSENGER_GRAPH_API_URL}/me/messenger_profile`` through the one Graph
+client (``messenger.graph``): its pooled session, the page token in an ``Authorization: Bearer``
+header (never in the URL, so it cannot leak into error messages or logs), its timeout and scrubber.
 
 Facebook's limits are checked before anything is sent, so a profile that would be refused is
 reported with every problem at once (Messenger Platform reference, Messenger Profile API:
@@ -21,8 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import requests
-from django.conf import settings
+from messenger.graph import GraphResponse, GraphUnreachable, graph_request, graph_token, graph_url, scrub
 
 logger = logging.getLogger("messenger.profile")
 
@@ -70,9 +70,7 @@ class ProfileError(Exception):
         subcode: int | None = None,
         fbtrace_id: str = "",
     ) -> None:
-        token = settings.MESSENGER_PAGE_ACCESS_TOKEN
-        if token:
-            message = message.replace(token, "***")
+        message = scrub(message, mask="***")
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -308,9 +306,12 @@ def profile_fields_check(*, fields: list[str] | tuple[str, ...]) -> list[str]:
 # --- the requests ----------------------------------------------------------------------------------
 
 
+_PATH = "/me/messenger_profile"
+
+
 def profile_url() -> str:
     """The Messenger Profile endpoint of the configured Graph API version."""
-    return f"{settings.MESSENGER_GRAPH_API_URL.rstrip('/')}/me/messenger_profile"
+    return graph_url(_PATH)
 
 
 def profile_encode(*, body: dict) -> str:
@@ -323,53 +324,38 @@ def profile_delete_body(*, fields: list[str] | tuple[str, ...]) -> dict:
     return {"fields": profile_fields_check(fields=fields)}
 
 
-def _graph_error(response: requests.Response) -> ProfileError:
-    try:
-        error = response.json().get("error", {})
-    except (ValueError, AttributeError):
-        error = {}
-    if not isinstance(error, dict):
-        error = {}
-    message = str(error.get("message") or response.reason or "no message")
-    code, subcode = error.get("code"), error.get("error_subcode")
-    fbtrace_id = str(error.get("fbtrace_id") or "")
+def _graph_error(response: GraphResponse) -> ProfileError:
+    error = response.error
+    message = error.message or response.reason or "no message"
+    code, subcode = error.code, error.subcode
     parts = [f"code {code}" if code is not None else "", f"subcode {subcode}" if subcode is not None else ""]
     where = ", ".join(part for part in parts if part)
-    text = f"Graph API refused the request (HTTP {response.status_code}"
+    text = f"Graph API refused the request (HTTP {response.status}"
     text += f", {where}): {message}" if where else f"): {message}"
-    if fbtrace_id:
-        text += f" [fbtrace_id {fbtrace_id}]"
+    if error.fbtrace_id:
+        text += f" [fbtrace_id {error.fbtrace_id}]"
     return ProfileError(
-        "graph",
-        text,
-        status=response.status_code,
-        code=code if isinstance(code, int) else None,
-        subcode=subcode if isinstance(subcode, int) else None,
-        fbtrace_id=fbtrace_id,
+        "graph", text, status=response.status, code=code, subcode=subcode, fbtrace_id=error.fbtrace_id
     )
 
 
 def _request(method: str, *, body: dict | None = None, params: dict | None = None) -> dict:
     """One Graph API call; the parsed JSON answer, or ``ProfileError``."""
-    token = settings.MESSENGER_PAGE_ACCESS_TOKEN
-    if not token:
+    if not graph_token():
         raise ProfileError("no_token", "MESSENGER_PAGE_ACCESS_TOKEN is not set: nothing can be sent")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = None
     data = None
     if body is not None:
-        headers["Content-Type"] = "application/json"
+        # Sent as encoded here, not by requests, so a dry run prints the very bytes a real run sends.
+        headers = {"Content-Type": "application/json"}
         data = profile_encode(body=body).encode("utf-8")
-    timeout = max(0.001, settings.MESSENGER_SEND_TIMEOUT_MS / 1000)
     try:
-        with requests.Session() as session:
-            response = session.request(
-                method, profile_url(), data=data, params=params, headers=headers, timeout=timeout
-            )
-    except requests.RequestException as exc:
-        error = ProfileError("network", f"no answer from the Graph API ({type(exc).__name__})")
+        response = graph_request(method, _PATH, data=data, params=params, headers=headers)
+    except GraphUnreachable as exc:
+        error = ProfileError("network", f"no answer from the Graph API ({exc.exc_name})")
         logger.warning("messenger.profile.failed", extra={"method": method, "error_kind": "network"})
         raise error from exc
-    if not 200 <= response.status_code < 300:
+    if not response.is_success:
         error = _graph_error(response)
         logger.warning(
             "messenger.profile.failed",
@@ -382,12 +368,9 @@ def _request(method: str, *, body: dict | None = None, params: dict | None = Non
             },
         )
         raise error
-    try:
-        answer = response.json()
-    except ValueError as exc:
-        raise ProfileError(
-            "bad_response", f"the Graph API answered HTTP {response.status_code} without JSON"
-        ) from exc
+    if not response.is_json:
+        raise ProfileError("bad_response", f"the Graph API answered HTTP {response.status} without JSON")
+    answer = response.payload
     if not isinstance(answer, dict):
         raise ProfileError("bad_response", "the Graph API answered with JSON that is not an object")
     return answer

@@ -12,38 +12,17 @@ when ``permanent_for_recipient``, records ``send_failed`` for other failures, an
 
 Request: ``POST {MESSENGER_GRAPH_API_URL}/me/messages`` with ``{"recipient": {"id": PSID},
 "messaging_type": "RESPONSE", "message": {...}}`` or ``{"recipient": {"id": PSID},
-"sender_action": "typing_on"}``, over one pooled ``requests.Session`` per process (recreated after a
-fork), each HTTP call bounded by ``MESSENGER_SEND_TIMEOUT_MS`` (connect and read each).
-
-The page token goes in an ``Authorization: Bearer`` header, not the ``access_token`` query
-parameter that Messenger's examples show. The Graph API accepts both; the header keeps the token out
-of every URL, so it cannot leak through ``requests`` exception texts (they quote the URL), urllib3's
-DEBUG line (``"POST /v25.0/me/messages?... HTTP/1.1" 200``), ``Response.url`` or proxy access logs.
-As a second line of defence, every exception text this module writes goes through :func:`_scrub`.
+"sender_action": "typing_on"}``, through the one Graph client (``messenger.graph``): its pooled
+session, the page token in an ``Authorization: Bearer`` header (never in a URL), the
+``MESSENGER_SEND_TIMEOUT_MS`` timeout, and its scrubber on every exception text this module logs.
 The token is never in a log line, an exception text, a ``SendResult`` or a ``repr``.
 
 Dry run: with ``MESSENGER_PAGE_ACCESS_TOKEN`` empty nothing is sent; the body is logged as
 ``messenger.send.dry-run`` (recipient replaced by its hash), appended to :data:`DRY_RUN_LOG` (the real
 body, for ``messenger_simulate``) and a success-shaped result with ``dry_run=True`` is returned.
 
-Facebook's errors
------------------
-Classified from the JSON envelope ``{"error": {"code", "error_subcode", "fbtrace_id", ...}}``, after
-Facebook's "Send API Error Codes" (https://developers.facebook.com/docs/messenger-platform/reference/send-api/error-codes)
-and "Common Error Codes" (https://developers.facebook.com/docs/messenger-platform/error-codes) pages:
-
-=====================  =====================================================================  =========
-kind                   codes                                                                  retried
-=====================  =====================================================================  =========
-transient              network errors, timeouts, HTTP 5xx, codes 1, 2, 1200, ``is_transient``  yes
-rate_limited           codes 4, 17, 32, 613, HTTP 429                                          yes, 4x wait
-recipient_unavailable  551 (e.g. subcode 1545041), subcode 1545041 with any code, 10/2018108  no
-outside_window         10 with 2018278 / 2018065 or "outside of allowed window"                no
-no_such_user           100 with 2018001 or "No matching user found"                            no
-auth                   190, 102, other 10s, 200-299 (permissions)                              no
-invalid_request        other 100s                                                              no
-unknown                anything else                                                           no
-=====================  =====================================================================  =========
+Facebook's errors are classified by ``messenger.graph_errors`` (the code tables, with their sources):
+:func:`classify_error` and :class:`SendErrorKind` are re-exported here for callers of the Send API.
 
 Retries (tenacity): a transient failure is retried up to ``MESSENGER_MAX_RETRIES`` times, waiting
 ``MESSENGER_RETRY_BASE_MS * 2**(n-1)`` (1 s, 2 s, 4 s by default). A rate-limited failure waits
@@ -67,22 +46,36 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import re
-import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-import requests
 from django.conf import settings
-from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from messenger.circuit import Permit, get_breaker
+from messenger.graph import GraphUnreachable, graph_request, graph_token, reset_session
+from messenger.graph_errors import (
+    API_FAILURE_KINDS,
+    PERMANENT_FOR_RECIPIENT_KINDS,
+    RETRYABLE_KINDS,
+    SendErrorKind,
+    classify_error,
+)
 from observability.hashing import hash_psid
+from observability.logging import safe_extra
+
+__all__ = [
+    "DRY_RUN_LOG",
+    "SENDER_ACTIONS",
+    "SendErrorKind",
+    "SendResult",
+    "classify_error",
+    "reset_session",
+    "send_message",
+    "send_sender_action",
+]
 
 logger = logging.getLogger("messenger.send")
 
@@ -92,26 +85,6 @@ SENDER_ACTIONS = frozenset({"mark_seen", "typing_on", "typing_off"})
 
 # The last dry-run bodies (what would have been POSTed, token excluded), newest last.
 DRY_RUN_LOG: deque[dict] = deque(maxlen=100)
-
-
-class SendErrorKind(StrEnum):
-    TRANSIENT = "transient"
-    RATE_LIMITED = "rate_limited"
-    RECIPIENT_UNAVAILABLE = "recipient_unavailable"
-    OUTSIDE_WINDOW = "outside_window"
-    NO_SUCH_USER = "no_such_user"
-    AUTH = "auth"
-    INVALID_REQUEST = "invalid_request"
-    CIRCUIT_OPEN = "circuit_open"
-    UNKNOWN = "unknown"
-
-
-RETRYABLE_KINDS = frozenset({SendErrorKind.TRANSIENT, SendErrorKind.RATE_LIMITED})
-# Failures that say the API (or our access to it) is unhealthy: they feed the circuit breaker.
-API_FAILURE_KINDS = frozenset({SendErrorKind.TRANSIENT, SendErrorKind.RATE_LIMITED, SendErrorKind.AUTH})
-PERMANENT_FOR_RECIPIENT_KINDS = frozenset(
-    {SendErrorKind.RECIPIENT_UNAVAILABLE, SendErrorKind.OUTSIDE_WINDOW, SendErrorKind.NO_SUCH_USER}
-)
 
 
 @dataclass(frozen=True)
@@ -141,150 +114,15 @@ class SendResult:
         return self.error_kind in PERMANENT_FOR_RECIPIENT_KINDS
 
 
-# --- error classification ---------------------------------------------------------------------
-_TRANSIENT_CODES = frozenset({1, 2, 1200})
-_RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
-_OUTSIDE_WINDOW_SUBCODES = frozenset({2018278, 2018065})
-_RECIPIENT_UNAVAILABLE_SUBCODES = frozenset({1545041, 2018108})
-_NO_SUCH_USER_SUBCODES = frozenset({2018001})
-_NETWORK_EXCEPTIONS = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-
-
-def _as_int(value: object) -> int | None:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def classify_error(
-    *, http_status: int | None, body: dict | None, exc: Exception | None = None
-) -> tuple[SendErrorKind, int | None, int | None, str]:
-    """Map a failed Send API call to ``(kind, code, subcode, fbtrace_id)``.
-
-    ``exc`` is the exception a request raised (no response); otherwise ``http_status`` and the
-    parsed JSON ``body`` (``None`` when it was not JSON) describe the answer. Pure: no I/O, no logs.
-    """
-    if exc is not None:
-        kind = SendErrorKind.TRANSIENT if isinstance(exc, _NETWORK_EXCEPTIONS) else SendErrorKind.UNKNOWN
-        return kind, None, None, ""
-
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        error = {}
-    code = _as_int(error.get("code"))
-    subcode = _as_int(error.get("error_subcode"))
-    trace = error.get("fbtrace_id") or (body.get("fbtrace_id") if isinstance(body, dict) else "") or ""
-    message = str(error.get("message") or "").lower()
-    trace = str(trace)
-
-    def result(kind: SendErrorKind) -> tuple[SendErrorKind, int | None, int | None, str]:
-        return kind, code, subcode, trace
-
-    if code in _RATE_LIMIT_CODES:
-        return result(SendErrorKind.RATE_LIMITED)
-    if code in _TRANSIENT_CODES:
-        return result(SendErrorKind.TRANSIENT)
-    if code == 551 or subcode in _RECIPIENT_UNAVAILABLE_SUBCODES:
-        return result(SendErrorKind.RECIPIENT_UNAVAILABLE)
-    if code == 10 and (subcode in _OUTSIDE_WINDOW_SUBCODES or "outside of allowed window" in message):
-        return result(SendErrorKind.OUTSIDE_WINDOW)
-    if code == 100:
-        if subcode in _NO_SUCH_USER_SUBCODES or "no matching user" in message:
-            return result(SendErrorKind.NO_SUCH_USER)
-        return result(SendErrorKind.INVALID_REQUEST)
-    if code in (10, 102, 190) or (code is not None and 200 <= code <= 299):
-        return result(SendErrorKind.AUTH)
-    if code is None:
-        if http_status == 429:
-            return result(SendErrorKind.RATE_LIMITED)
-        if http_status is not None and http_status >= 500:
-            return result(SendErrorKind.TRANSIENT)
-        if http_status in (401, 403):
-            return result(SendErrorKind.AUTH)
-    if error.get("is_transient") is True or (http_status is not None and http_status >= 500):
-        return result(SendErrorKind.TRANSIENT)
-    return result(SendErrorKind.UNKNOWN)
-
-
-# --- the pooled session -----------------------------------------------------------------------
-_session: requests.Session | None = None
-_session_pid: int | None = None
-_session_lock = threading.Lock()
-
-
-def _get_session() -> requests.Session:
-    """One pooled session per process; a forked child builds its own (sockets are not shared)."""
-    global _session, _session_pid
-    session = _session
-    if session is not None and _session_pid == os.getpid():
-        return session
-    with _session_lock:
-        if _session is None or _session_pid != os.getpid():
-            session = requests.Session()
-            # Retries are ours (tenacity + circuit); urllib3 must not retry behind our back.
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            _session, _session_pid = session, os.getpid()
-        return _session
-
-
-def reset_session() -> None:
-    """Close and drop the pooled session (tests; a process that wants fresh connections)."""
-    global _session, _session_pid
-    with _session_lock:
-        if _session is not None and _session_pid == os.getpid():
-            _session.close()
-        _session, _session_pid = None, None
-
-
-def _forget_session_in_child() -> None:
-    # The child must not use (or close) sockets it shares with its parent: just drop the reference.
-    global _session, _session_pid
-    _session, _session_pid = None, None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_session_in_child)
-
-
 # --- helpers ----------------------------------------------------------------------------------
 def _sleep(seconds: float) -> None:
     """The wait between retries; tests patch it so nothing sleeps for real."""
     time.sleep(seconds)
 
 
-_QUERY_TOKEN = re.compile(r"(access_token=)[^&\s'\"]+", re.IGNORECASE)
-_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._\-|]+", re.IGNORECASE)
-
-
-def _scrub(text: str) -> str:
-    """``text`` with the page token (and anything shaped like one) replaced by ``[redacted]``."""
-    token = settings.MESSENGER_PAGE_ACCESS_TOKEN
-    if token:
-        text = text.replace(token, "[redacted]")
-    text = _QUERY_TOKEN.sub(r"\1[redacted]", text)
-    return _BEARER.sub(r"\1[redacted]", text)
-
-
-_RESERVED_LOG_KEYS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))) | {
-    "message",
-    "asctime",
-    "psid",
-    "token",
-    "access_token",
-}
-
-
 def _log_context(*, psid: str, log_context: dict | None) -> dict:
     """``extra=`` for every line of this send: the caller's context, ``mid``, ``psid_hash``."""
-    context = {k: v for k, v in (log_context or {}).items() if k not in _RESERVED_LOG_KEYS}
+    context = safe_extra(log_context)
     context.setdefault("mid", "-")
     if not context.get("psid_hash"):
         context["psid_hash"] = hash_psid(psid)
@@ -316,24 +154,19 @@ class _Attempt:
     error: str = field(default="", repr=False)
 
 
-def _post_once(*, url: str, body: dict, token: str, timeout: float) -> _Attempt:
+def _post_once(*, body: dict) -> _Attempt:
     """One HTTP call; never raises for network errors (they come back classified)."""
     try:
-        response = _get_session().post(
-            url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
-        )
-    except requests.RequestException as exc:
-        kind, code, subcode, trace = classify_error(http_status=None, body=None, exc=exc)
-        return _Attempt(kind=kind, error=_scrub(f"{type(exc).__name__}: {exc}"))
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    if 200 <= response.status_code < 300 and not (isinstance(payload, dict) and "error" in payload):
+        response = graph_request("POST", "/me/messages", json=body)
+    except GraphUnreachable as exc:
+        kind, _code, _subcode, _trace = classify_error(http_status=None, body=None, exc=exc.cause)
+        return _Attempt(kind=kind, error=str(exc))  # the client's text: already scrubbed
+    payload = response.payload
+    if response.is_success and not response.has_error_envelope:
         message_id = payload.get("message_id", "") if isinstance(payload, dict) else ""
-        return _Attempt(ok=True, message_id=str(message_id or ""), http_status=response.status_code)
-    kind, code, subcode, trace = classify_error(http_status=response.status_code, body=payload)
-    return _Attempt(kind=kind, code=code, subcode=subcode, fbtrace_id=trace, http_status=response.status_code)
+        return _Attempt(ok=True, message_id=str(message_id or ""), http_status=response.status)
+    kind, code, subcode, trace = classify_error(http_status=response.status, body=payload)
+    return _Attempt(kind=kind, code=code, subcode=subcode, fbtrace_id=trace, http_status=response.status)
 
 
 def _dry_run(*, body: dict, context: dict, is_message: bool) -> SendResult:
@@ -349,13 +182,10 @@ def _dry_run(*, body: dict, context: dict, is_message: bool) -> SendResult:
 
 # --- the send loop ----------------------------------------------------------------------------
 def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool) -> SendResult:
-    token = settings.MESSENGER_PAGE_ACCESS_TOKEN
-    if not token:
+    if not graph_token():
         return _dry_run(body=body, context=context, is_message=is_message)
 
     breaker = get_breaker()
-    url = f"{settings.MESSENGER_GRAPH_API_URL.rstrip('/')}/me/messages"
-    timeout = max(0.001, settings.MESSENGER_SEND_TIMEOUT_MS / 1000)
     http_attempts = 0
     last_failure: _Attempt | None = None
 
@@ -365,7 +195,7 @@ def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool) 
         if not permit.allowed:
             return _Attempt(refused=True, retry_after_ms=permit.retry_after_ms)
         http_attempts += 1
-        outcome = _post_once(url=url, body=body, token=token, timeout=timeout)
+        outcome = _post_once(body=body)
         outcome.was_probe = permit.is_probe
         if outcome.ok:
             breaker.record_success(permit)

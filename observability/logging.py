@@ -11,7 +11,9 @@ record has ``mid`` and ``psid_hash``:
 
 A raw PSID must never reach a log line. The filter removes a ``psid`` passed in ``extra=`` (after
 hashing it into ``psid_hash`` when that is missing), and both formatters drop every key in
-:data:`FORBIDDEN_KEYS` (PSIDs, tokens, secrets) whatever a caller passes.
+:data:`FORBIDDEN_KEYS` (PSIDs, tokens, secrets) whatever a caller passes. Code that forwards context
+it was handed builds its ``extra=`` with :func:`safe_extra`, the same key filter, so one list decides
+what may be logged.
 
 :class:`JsonFormatter` (``LOG_FORMAT=json``) writes one JSON object per line for log shippers;
 :class:`TextFormatter` (the default) writes ``time level logger: event key=value ...``.
@@ -73,13 +75,25 @@ def log_context(*, mid: str = "", psid_hash: str = "") -> Iterator[None]:
         _context.reset(token)
 
 
+def _is_context_key(key: str) -> bool:
+    """True for a key that may travel as log context: not a LogRecord attribute, not a secret."""
+    return key not in _STANDARD_ATTRS and key not in FORBIDDEN_KEYS and not key.startswith("_")
+
+
+def safe_extra(context: dict | None) -> dict:
+    """``context`` ready to pass as ``extra=``: the same keys the formatters would write.
+
+    A key that is a LogRecord attribute would make ``logging`` raise ``KeyError`` ("Attempt to
+    overwrite ..."), and a forbidden key (raw PSID, token, secret) must not even sit on the record,
+    where a handler other than ours could read it. Callers that build ``extra=`` from context handed
+    to them (the Send API's ``log_context``) pass it through here first.
+    """
+    return {key: value for key, value in (context or {}).items() if _is_context_key(key)}
+
+
 def record_context(record: logging.LogRecord) -> dict:
     """The ``extra=`` fields of a record, minus any key that could carry a secret or raw PSID."""
-    return {
-        key: value
-        for key, value in vars(record).items()
-        if key not in _STANDARD_ATTRS and key not in FORBIDDEN_KEYS and not key.startswith("_")
-    }
+    return {key: value for key, value in vars(record).items() if _is_context_key(key)}
 
 
 def _hash_or_unset(psid: object) -> str:

@@ -240,6 +240,44 @@ def test_token_never_printed(mocked, caplog):
     assert all(TOKEN not in request.url for request in (call.request for call in mocked.calls))
 
 
+def test_profile_requests_reuse_the_pooled_session_with_bearer_header(mocked, monkeypatch):
+    """set, show and delete go through the one Graph client: its pooled session, the token as Bearer."""
+    used: list[requests.Session] = []
+    original = requests.Session.request
+
+    def spy(self, *args, **kwargs):
+        used.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", spy)
+    mocked.add(responses.POST, PROFILE_URL, json=SUCCESS)
+    mocked.add(responses.GET, PROFILE_URL, json={"data": []})
+    mocked.add(responses.DELETE, PROFILE_URL, json=SUCCESS)
+
+    for args in (("set",), ("show",), ("delete", "greeting")):
+        run(*args)
+
+    # The spy keeps every session alive, so three fresh sessions could not be one object.
+    assert len(used) == 3 and all(session is used[0] for session in used)
+    for call in mocked.calls:
+        assert call.request.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert "access_token" not in call.request.url
+
+
+def test_graph_error_text_scrubs_token_shaped_values(mocked):
+    """A Graph message quoting some credential (not only the configured token) is masked too."""
+    mocked.add(
+        responses.GET,
+        PROFILE_URL,
+        json={"error": {"message": "Bad header Bearer EAAotherToken123", "code": 190}},
+        status=401,
+    )
+    with pytest.raises(ProfileError) as excinfo:
+        profile_show()
+    assert "EAAotherToken123" not in str(excinfo.value)
+    assert "Bearer ***" in str(excinfo.value)
+
+
 # --- validation ---------------------------------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 import redis
@@ -21,46 +20,19 @@ from messenger.send_api import (
     DRY_RUN_LOG,
     SendErrorKind,
     SendResult,
-    classify_error,
     reset_session,
     send_message,
     send_sender_action,
 )
 from observability.hashing import hash_psid
 from observability.logging import JsonFormatter, TextFormatter
+from tests.messenger.graph_fixtures import ERROR_FIXTURES, graph
 
-GRAPH_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "graph"
 TOKEN = "EAAGtestPAGEtoken0123456789abcdef"
 GRAPH = "https://graph.test.invalid/v25.0"
 SEND_URL = f"{GRAPH}/me/messages"
 PSID = "1254477777772919"
 MESSAGE = {"text": "Hello there"}
-
-
-def graph(name: str) -> dict:
-    """The parsed JSON of ``tests/fixtures/graph/<name>.json``."""
-    return json.loads((GRAPH_FIXTURES / f"{name}.json").read_text())
-
-
-# Every Send API error fixture, the HTTP status Facebook answers it with, and what it must become.
-ERROR_FIXTURES = {
-    "send_error_temporary": (400, SendErrorKind.TRANSIENT, 1200, 2018024, "FTsr5khdiKl"),
-    "send_error_service_unavailable": (503, SendErrorKind.TRANSIENT, 2, None, "DRK+4tBKnaY"),
-    "send_error_rate_limit": (400, SendErrorKind.RATE_LIMITED, 613, None, "C8eF69zBeUS"),
-    "send_error_page_rate_limit": (400, SendErrorKind.RATE_LIMITED, 32, None, ""),
-    "send_error_user_unavailable": (400, SendErrorKind.RECIPIENT_UNAVAILABLE, 551, 1545041, "G3GRmtpZiq6"),
-    "send_error_outside_window": (400, SendErrorKind.OUTSIDE_WINDOW, 10, 2018278, "AbCdEfGhIjK"),
-    "send_error_outside_window_legacy_2018065": (
-        400,
-        SendErrorKind.OUTSIDE_WINDOW,
-        10,
-        2018065,
-        "H/vnkB0t7Fk",
-    ),
-    "send_error_no_matching_user": (400, SendErrorKind.NO_SUCH_USER, 100, None, "HBjp0Pu1DOb"),
-    "send_error_invalid_token": (400, SendErrorKind.AUTH, 190, 1234567, "BLBz/WZt8dN"),
-    "send_error_token_expired": (400, SendErrorKind.AUTH, 190, 463, "AXS25JPViBb5AY5tP5EzTnD"),
-}
 
 
 @pytest.fixture(autouse=True)
@@ -112,56 +84,6 @@ def open_circuit() -> None:
     assert breaker.state() == "open"
 
 
-# --- classification ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(ERROR_FIXTURES))
-def test_classify_error_maps_each_graph_fixture(name):
-    """Each real Graph error body becomes the right kind, code, subcode and fbtrace_id."""
-    status, kind, code, subcode, trace = ERROR_FIXTURES[name]
-    assert classify_error(http_status=status, body=graph(name)) == (kind, code, subcode, trace)
-
-
-def test_classify_error_table_covers_every_error_fixture():
-    """No Send API error fixture is left out of the classification table above."""
-    on_disk = {p.stem for p in GRAPH_FIXTURES.glob("send_error_*.json")}
-    assert on_disk == set(ERROR_FIXTURES)
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "exc", "kind"),
-    [
-        (None, None, requests.ConnectionError("refused"), SendErrorKind.TRANSIENT),
-        (None, None, requests.ReadTimeout("read timed out"), SendErrorKind.TRANSIENT),
-        (None, None, requests.ConnectTimeout("connect timed out"), SendErrorKind.TRANSIENT),
-        (None, None, requests.exceptions.InvalidURL("bad url"), SendErrorKind.UNKNOWN),
-        (502, None, None, SendErrorKind.TRANSIENT),
-        (500, {"error": {"code": 1, "message": "An unknown error occurred"}}, None, SendErrorKind.TRANSIENT),
-        (429, None, None, SendErrorKind.RATE_LIMITED),
-        (400, {"error": {"code": 4, "message": "Application request limit reached"}}, None, "rate_limited"),
-        (400, {"error": {"code": 17, "message": "User request limit reached"}}, None, "rate_limited"),
-        (400, {"error": {"code": 10, "error_subcode": 2018108}}, None, "recipient_unavailable"),
-        (400, {"error": {"code": 200, "error_subcode": 1545041}}, None, "recipient_unavailable"),
-        (400, {"error": {"code": 100, "error_subcode": 2018001}}, None, SendErrorKind.NO_SUCH_USER),
-        (
-            400,
-            {"error": {"code": 100, "message": "(#100) Param message[text] must be a UTF-8 encoded string"}},
-            None,
-            SendErrorKind.INVALID_REQUEST,
-        ),
-        (400, {"error": {"code": 10, "message": "Application does not have permission"}}, None, "auth"),
-        (400, {"error": {"code": 230, "message": "Requires pages_messaging permission"}}, None, "auth"),
-        (401, None, None, SendErrorKind.AUTH),
-        (400, {"error": {"code": 9999, "is_transient": True}}, None, SendErrorKind.TRANSIENT),
-        (400, {"error": {"code": 9999}}, None, SendErrorKind.UNKNOWN),
-        (400, None, None, SendErrorKind.UNKNOWN),
-    ],
-)
-def test_classify_error_handles_network_status_and_codes(status, body, exc, kind):
-    """Network errors, bare HTTP statuses and codes outside the fixtures map as documented."""
-    assert classify_error(http_status=status, body=body, exc=exc)[0] == kind
-
-
 # --- the request ------------------------------------------------------------------------------
 
 
@@ -200,16 +122,6 @@ def test_send_message_passes_messaging_type(graph_api):
     assert send_message(psid=PSID, message=MESSAGE, messaging_type="UPDATE").ok
 
 
-def test_send_timeout_configurable(graph_api):
-    """Each HTTP call uses MESSENGER_SEND_TIMEOUT_MS, read when the call is made."""
-    answer(graph_api, "send_success", times=2)
-    send_message(psid=PSID, message=MESSAGE)
-    with override_settings(MESSENGER_SEND_TIMEOUT_MS=1234):
-        send_message(psid=PSID, message=MESSAGE)
-    assert graph_api.calls[0].request.req_kwargs["timeout"] == 5.0
-    assert graph_api.calls[1].request.req_kwargs["timeout"] == 1.234
-
-
 def test_send_timeout_is_transient_and_retried(graph_api, waits):
     """A read timeout is a transient failure: retried, then the answer is used."""
     graph_api.post(SEND_URL, body=requests.ReadTimeout("Read timed out. (read timeout=5.0)"))
@@ -217,17 +129,6 @@ def test_send_timeout_is_transient_and_retried(graph_api, waits):
     result = send_message(psid=PSID, message=MESSAGE)
     assert result.ok and result.attempts == 2
     assert waits == [1.0]
-
-
-def test_send_uses_one_pooled_session_until_reset(graph_api):
-    """Sends share one requests.Session per process; reset_session() drops it."""
-    answer(graph_api, "send_success", times=2)
-    send_message(psid=PSID, message=MESSAGE)
-    first = send_api._get_session()
-    send_message(psid=PSID, message=MESSAGE)
-    assert send_api._get_session() is first
-    reset_session()
-    assert send_api._get_session() is not first
 
 
 # --- retries ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 
 from observability.hashing import hash_psid
-from observability.logging import ContextFilter, JsonFormatter, TextFormatter, log_context
+from observability.logging import ContextFilter, JsonFormatter, TextFormatter, log_context, safe_extra
 
 RAW_PSID = "7834521190654321"
 
@@ -154,3 +154,29 @@ def test_django_request_log_line_never_carries_the_verify_token(client, caplog):
         logging.getLogger("django.request").removeHandler(handler)
     assert "Forbidden" in stream.getvalue()
     assert "the-real-token" not in stream.getvalue()
+
+
+def test_safe_extra_drops_record_attributes_and_forbidden_keys():
+    """Context forwarded as ``extra=`` keeps only what the formatters would write."""
+    context = {
+        "mid": "m_1",
+        "attempt": 2,
+        "msg": "would clash with LogRecord.msg",
+        "message": "reserved by the formatter",
+        "psid": RAW_PSID,
+        "token": "EAAsecret",
+        "access_token": "EAAsecret",
+        "_private": 1,
+    }
+    assert safe_extra(context) == {"mid": "m_1", "attempt": 2}
+    assert safe_extra(None) == {}
+
+
+def test_safe_extra_output_can_always_be_logged(capture):
+    """Whatever a caller hands over, logging it through safe_extra never raises and leaks nothing."""
+    logger, attach = capture
+    stream = attach(TextFormatter())
+    logger.warning("event", extra=safe_extra({"name": "x", "args": "y", "psid": RAW_PSID, "mid": "m_2"}))
+    line = stream.getvalue()
+    assert "mid=m_2" in line
+    assert RAW_PSID not in line
