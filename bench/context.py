@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402 - after the path is set
+from harness.stats import percentile  # noqa: E402
 
 os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/chatbot_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -40,10 +41,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # per-load INFO lines would measure the console
 
 PAGE_ID = "bench-page"
-
-
-def percentile(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
 def queries_per_processed_message(run: str) -> int:
@@ -125,65 +122,30 @@ def main() -> None:
     def load_history() -> None:
         history_recent(conversation=conversation)
 
-    timings: dict[str, list[float]] = {
-        "hit": [],
-        "miss": [],
-        "part hit": [],
-        "part miss": [],
-        "history hit": [],
-        "history miss": [],
-    }
+    # Each case: what runs, timed (or counted) once on a cache miss and once right after, on a hit.
+    cases = {"": load, "part ": lambda _tag: load_part(), "history ": lambda _tag: load_history()}
+    timings: dict[str, list[float]] = {f"{case}{outcome}": [] for case in cases for outcome in ("hit", "miss")}
     try:
         for i in range(20):  # warm-up: connections, statement plans
             forget()
             load(f"warm{i}")
             load_part()
         for i in range(args.loads):
-            forget()
-            t0 = time.perf_counter()
-            load(f"m{i}")
-            timings["miss"].append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            load(f"h{i}")
-            timings["hit"].append((time.perf_counter() - t0) * 1000)
-            forget()
-            t0 = time.perf_counter()
-            load_part()
-            timings["part miss"].append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            load_part()
-            timings["part hit"].append((time.perf_counter() - t0) * 1000)
-            forget()
-            t0 = time.perf_counter()
-            load_history()
-            timings["history miss"].append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            load_history()
-            timings["history hit"].append((time.perf_counter() - t0) * 1000)
+            for case, run_case in cases.items():
+                forget()
+                for outcome in ("miss", "hit"):
+                    t0 = time.perf_counter()
+                    run_case(f"{outcome[0]}{i}")
+                    timings[f"{case}{outcome}"].append((time.perf_counter() - t0) * 1000)
 
         queries: dict[str, int] = {}
         reset_queries()
-        forget()
-        with CaptureQueriesContext(connection) as ctx:
-            load("qmiss")
-        queries["miss"] = len(ctx.captured_queries)
-        with CaptureQueriesContext(connection) as ctx:
-            load("qhit")
-        queries["hit"] = len(ctx.captured_queries)
-        forget()
-        with CaptureQueriesContext(connection) as ctx:
-            load_part()
-        queries["part miss"] = len(ctx.captured_queries)
-        with CaptureQueriesContext(connection) as ctx:
-            load_part()
-        queries["part hit"] = len(ctx.captured_queries)
-        forget()
-        with CaptureQueriesContext(connection) as ctx:
-            load_history()
-        queries["history miss"] = len(ctx.captured_queries)
-        with CaptureQueriesContext(connection) as ctx:
-            load_history()
-        queries["history hit"] = len(ctx.captured_queries)
+        for case, run_case in cases.items():
+            forget()
+            for outcome in ("miss", "hit"):
+                with CaptureQueriesContext(connection) as ctx:
+                    run_case(f"q{outcome}")
+                queries[f"{case}{outcome}"] = len(ctx.captured_queries)
         per_message = queries_per_processed_message(run)
     finally:
         forget()

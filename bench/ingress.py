@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
+from harness import db, processes, redis_db, resources, stats, webhooks
 
 
 def _client(port: int, path: str, deadline: float, interval: float | None, start_at: float, tag: str,
@@ -57,8 +58,8 @@ def _client(port: int, path: str, deadline: float, interval: float | None, start
         i += 1
         mid = f"m_ingress_{tag}_{i}"
         psid = f"7{abs(hash(tag)) % 10**12:012d}"
-        body = common.text_webhook(psid=psid, mid=mid, text="hello, what are your opening hours?")
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": common.sign(body)}
+        body = webhooks.encode(webhooks.text_body("hello, what are your opening hours?", mid=mid, psid=psid))
+        headers = webhooks.signed_headers(body, common.APP_SECRET)
         t0 = time.perf_counter()
         status = 0
         try:
@@ -109,7 +110,7 @@ def _loadgen(port: int, path: str, concurrency: int, duration: float, rate: floa
 def run_load(port: int, path: str, *, concurrency: int, duration: float, rate: float | None = None,
              groups: dict[str, list[int]] | None = None) -> dict:
     """Run one load in a separate process; returns rps, percentiles, status counts and CPU seconds."""
-    cpu_before = common.cpu_snapshot(groups or {})
+    cpu_before = resources.cpu_snapshot(groups or {})
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     proc = ctx.Process(
@@ -118,16 +119,16 @@ def run_load(port: int, path: str, *, concurrency: int, duration: float, rate: f
     proc.start()
     latencies, statuses, elapsed = queue.get(timeout=duration + 120)
     proc.join(timeout=10)
-    cpu = common.cpu_delta(cpu_before, common.cpu_snapshot(groups or {}))
+    cpu = resources.cpu_delta(cpu_before, resources.cpu_snapshot(groups or {}))
     ok = statuses.get(200, 0)
     return {
         "requests": len(latencies),
         "ok": ok,
         "errors": len(latencies) - ok,
         "rps": ok / elapsed if elapsed else 0.0,
-        "p50": common.percentile(latencies, 50),
-        "p95": common.percentile(latencies, 95),
-        "p99": common.percentile(latencies, 99),
+        "p50": stats.percentile(latencies, 50),
+        "p95": stats.percentile(latencies, 95),
+        "p99": stats.percentile(latencies, 99),
         "statuses": statuses,
         "cpu": cpu,
         "elapsed": elapsed,
@@ -139,37 +140,38 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per run instead of 8")
     parser.add_argument("--duration", type=float, default=None, help="seconds per closed-loop run (default 8)")
     parser.add_argument("--levels", default="1,4,16", help="concurrency levels (default 1,4,16)")
-    parser.add_argument("--workers", type=int, default=common.GUNICORN_WORKERS)
-    parser.add_argument("--threads", type=int, default=common.GUNICORN_THREADS)
+    parser.add_argument("--workers", type=int, default=processes.GUNICORN_WORKERS)
+    parser.add_argument("--threads", type=int, default=processes.GUNICORN_THREADS)
     parser.add_argument("--redis-db", type=int, default=7)
     parser.add_argument("--log-level", default="WARNING", help="the project's LOG_LEVEL (default WARNING)")
     args = parser.parse_args()
     duration = args.duration or (3.0 if args.quick else 8.0)
     levels = [int(x) for x in args.levels.split(",")]
 
-    common.install_cleanup()
-    redis = common.redis_url(args.redis_db)
+    processes.install_cleanup()
+    redis = redis_db.redis_url(args.redis_db)
     env = common.project_env(db_url="", redis=redis, BENCH_BASELINE_ROUTE="true", LOG_LEVEL=args.log_level)
     db_url = common.prepare_database("ingress", env)
     env["DATABASE_URL"] = db_url
-    common.flush_redis(redis)
-    gunicorn, port = common.start_gunicorn(env, name="ingress-gunicorn", workers=args.workers, threads=args.threads)
+    redis_db.flush_redis(redis)
+    gunicorn, port = processes.start_gunicorn(env, log_dir=common.LOG_DIR, name="ingress-gunicorn",
+                                              workers=args.workers, threads=args.threads)
     common.log(f"gunicorn on 127.0.0.1:{port}: {args.workers} workers x {args.threads} threads (gthread)")
 
     groups = {"gunicorn": [gunicorn.pid]}
 
     def reset() -> None:
-        common.flush_redis(redis)
-        common.truncate_app_tables(db_url)
+        redis_db.flush_redis(redis)
+        db.truncate_app_tables(db_url)
 
     # Warm-up: connections to PostgreSQL/Redis, imports, statement caches, for both routes.
-    for path in (common.WEBHOOK_PATH, common.BASELINE_PATH):
+    for path in (webhooks.WEBHOOK_PATH, common.BASELINE_PATH):
         run_load(port, path, concurrency=4, duration=1.5)
     reset()
 
     results: dict[tuple[str, int], dict] = {}
     for level in levels:
-        for route, path in (("webhook", common.WEBHOOK_PATH), ("baseline", common.BASELINE_PATH)):
+        for route, path in (("webhook", webhooks.WEBHOOK_PATH), ("baseline", common.BASELINE_PATH)):
             common.log(f"{route} c={level} for {duration:.0f} s")
             results[(route, level)] = run_load(port, path, concurrency=level, duration=duration, groups=groups)
             reset()
@@ -209,9 +211,9 @@ def main() -> int:
     # The target's load (half the baseline's best) for both routes; then the webhook at half of its own
     # best, to show its latency at a load it can actually sustain.
     for key, route, path, rate in (
-        ("webhook", "webhook", common.WEBHOOK_PATH, half),
+        ("webhook", "webhook", webhooks.WEBHOOK_PATH, half),
         ("baseline", "baseline", common.BASELINE_PATH, half),
-        ("webhook-own", "webhook (half its own best)", common.WEBHOOK_PATH, best_ours / 2),
+        ("webhook-own", "webhook (half its own best)", webhooks.WEBHOOK_PATH, best_ours / 2),
     ):
         common.log(f"{route} at {rate:.0f} req/s (open loop) for {half_duration:.0f} s")
         r = run_load(port, path, concurrency=16, duration=half_duration, rate=rate)
@@ -221,7 +223,7 @@ def main() -> int:
     print(f"\nAt a fixed rate: half the baseline's best throughput (open loop, 16 clients, {half_duration:.0f} s)")
     common.print_table(["route", "target/s", "achieved/s", "errors", "p50 ms", "p95 ms", "p99 ms"], rate_rows)
 
-    common.stop_process(gunicorn)
+    processes.stop_process(gunicorn)
     ratio = best_ours / best_base if best_base else 0.0
     print(
         f"\ningress_rps={best_ours:.0f} baseline_rps={best_base:.0f} ratio={ratio:.2f} "

@@ -8,7 +8,7 @@ Everything runs as in production: gunicorn (``chatbot.wsgi``, production setting
 webhooks; ``manage.py rqworker messenger_fast messenger_slow --with-scheduler`` (``--worker-class messenger``:
 the default ``MessengerWorker``, fork per job; ``inprocess``: ``MessengerInProcessWorker``, selected
 with ``RQ_WORKER_CLASS`` as ops would) answers them with the ``rules`` engine; the Send API client posts
-to :class:`bench.common.FakeGraph` on 127.0.0.1 with a page token set (real HTTP, circuit breaker on
+to :class:`harness.fake_graph.FakeGraph` on 127.0.0.1 with a page token set (real HTTP, circuit breaker on
 Redis). PostgreSQL ``chatbot_bench_pipeline``, Redis db ``--redis-db`` (6), flushed at start.
 Every message has its own PSID, so a reply is matched to its webhook by recipient.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -40,16 +41,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
-
-TEXTS = [
-    "hello",
-    "what are your opening hours?",
-    "thanks a lot",
-    "menu",
-    "how much is delivery?",
-    "bye",
-    "do you ship to Canada?",
-]
+from harness import db, processes, redis_db, resources, stats, webhooks
+from harness.fake_graph import FakeGraph
 
 
 class Bench:
@@ -57,8 +50,8 @@ class Bench:
         import redis as redis_lib
 
         self.args = args
-        self.redis_url = common.redis_url(args.redis_db)
-        self.fake = common.FakeGraph().start()
+        self.redis_url = redis_db.redis_url(args.redis_db)
+        self.fake = FakeGraph().start()
         self.env = common.project_env(
             db_url="",
             redis=self.redis_url,
@@ -69,11 +62,11 @@ class Bench:
         )
         self.db_url = common.prepare_database("pipeline", self.env)
         self.env["DATABASE_URL"] = self.db_url
-        common.flush_redis(self.redis_url)
+        redis_db.flush_redis(self.redis_url)
         self.redis = redis_lib.Redis.from_url(self.redis_url)
-        self.db = common.Db(self.db_url)
-        self.gunicorn, self.port = common.start_gunicorn(self.env, name="pipeline-gunicorn")
-        self.workers: list[common.Proc] = []
+        self.db = db.Db(self.db_url)
+        self.gunicorn, self.port = processes.start_gunicorn(self.env, log_dir=common.LOG_DIR, name="pipeline-gunicorn")
+        self.workers: list[processes.Proc] = []
         self.run = uuid.uuid4().hex[:8]
         self.seq = 0
         self.seq_lock = threading.Lock()
@@ -85,28 +78,28 @@ class Bench:
             self.seq += 1
             n = self.seq
         psid = f"9{int(self.run, 16) % 10**6:06d}{n:07d}"
-        body = common.text_webhook(psid=psid, mid=f"m_pipe_{self.run}_{n}", text=TEXTS[n % len(TEXTS)])
+        text = common.TEXTS[n % len(common.TEXTS)]
+        body = webhooks.encode(webhooks.text_body(text, mid=f"m_pipe_{self.run}_{n}", psid=psid))
         return psid, body
 
     def start_workers(self, count: int, *, tag: str) -> None:
         for i in range(count):
-            self.workers.append(
-                common.start_worker(self.env, name=f"pipeline-{tag}-{i + 1}")
-            )
-        common.wait_workers(self.redis, len(self.workers), procs=self.workers, timeout=60)
+            name = f"pipeline-{tag}-{i + 1}"
+            self.workers.append(processes.start_worker(self.env, name=name, rq_name=name, log_dir=common.LOG_DIR))
+        processes.wait_workers(self.redis, len(self.workers), procs=self.workers, timeout=60)
 
     def stop_workers(self) -> None:
         for proc in self.workers:
-            common.kill_group(proc, __import__("signal").SIGTERM)
+            processes.kill_group(proc, signal.SIGTERM)
         for proc in self.workers:
-            common.stop_process(proc, timeout=15)
+            processes.stop_process(proc, timeout=15)
         self.workers = []
 
     def reset(self) -> None:
         """Between phases: no worker running, empty inbox, empty Redis db, empty fake."""
         self.stop_workers()
-        common.flush_redis(self.redis_url)
-        common.truncate_app_tables(self.db_url)
+        redis_db.flush_redis(self.redis_url)
+        db.truncate_app_tables(self.db_url)
         self.fake.clear()
 
     def post_many(self, n: int, *, threads: int = 4) -> list[str]:
@@ -117,7 +110,7 @@ class Bench:
         per = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
 
         def client(count: int) -> None:
-            poster = common.Poster(self.port)
+            poster = webhooks.Poster(self.port, secret=common.APP_SECRET)
             for _ in range(count):
                 psid, body = self.next_message()
                 status = poster.post(body)
@@ -160,14 +153,14 @@ class Bench:
         self.post_many(20, threads=2)
         self.wait_answered(20, timeout=60)
         self.fake.clear()
-        common.truncate_app_tables(self.db_url)
+        db.truncate_app_tables(self.db_url)
 
         sent: dict[str, float] = {}
-        poster = common.Poster(self.port)
+        poster = webhooks.Poster(self.port, secret=common.APP_SECRET)
         total = int(rate * seconds)
         start = time.perf_counter() + 0.05
         cpu_groups = {"workers": [w.pid for w in self.workers], "gunicorn": [self.gunicorn.pid]}
-        cpu_before = common.cpu_snapshot(cpu_groups)
+        cpu_before = resources.cpu_snapshot(cpu_groups)
         for i in range(total):
             at = start + i / rate
             now = time.perf_counter()
@@ -180,7 +173,7 @@ class Bench:
             sent[psid] = t0
         poster.close()
         ok = self.wait_answered(total, timeout=60)
-        cpu = common.cpu_delta(cpu_before, common.cpu_snapshot(cpu_groups))
+        cpu = resources.cpu_delta(cpu_before, resources.cpu_snapshot(cpu_groups))
         first: dict[str, float] = {}
         for r in self.fake.messages():
             if r.psid in sent and r.psid not in first:
@@ -190,9 +183,9 @@ class Bench:
             "messages": total,
             "answered": len(lat),
             "complete": ok,
-            "p50": common.percentile(lat, 50),
-            "p95": common.percentile(lat, 95),
-            "p99": common.percentile(lat, 99),
+            "p50": stats.percentile(lat, 50),
+            "p95": stats.percentile(lat, 95),
+            "p99": stats.percentile(lat, 99),
             "max": max(lat) if lat else float("nan"),
             "cpu": cpu,
             "statuses": self.db.status_counts(),
@@ -205,14 +198,14 @@ class Bench:
         suspend(self.redis)
         self.start_workers(workers, tag=tag)
         self.post_many(n)
-        sampler = common.MemorySampler(lambda: list(self.workers)) if sample_memory else None
+        sampler = resources.MemorySampler(lambda: list(self.workers)) if sample_memory else None
         if sampler:
             sampler.__enter__()
         cpu_groups = {"workers": [w.pid for w in self.workers], "gunicorn": [self.gunicorn.pid]}
-        cpu_before = common.cpu_snapshot(cpu_groups)
+        cpu_before = resources.cpu_snapshot(cpu_groups)
         resume(self.redis)
         ok = self.wait_answered(n, timeout=max(120.0, n / 2))
-        cpu = common.cpu_delta(cpu_before, common.cpu_snapshot(cpu_groups))
+        cpu = resources.cpu_delta(cpu_before, resources.cpu_snapshot(cpu_groups))
         if sampler:
             sampler.__exit__(None, None, None)
         done = sorted(self.completions().values())
@@ -262,7 +255,7 @@ class Bench:
 
     def close(self) -> None:
         self.stop_workers()
-        common.stop_process(self.gunicorn)
+        processes.stop_process(self.gunicorn)
         self.fake.stop()
         self.db.close()
 
@@ -285,7 +278,7 @@ def main() -> int:
     n = args.messages or (150 if args.quick else 500)
     latency_seconds = 6.0 if args.quick else 15.0
 
-    common.install_cleanup()
+    processes.install_cleanup()
     print(f"loadavg at start: {Path('/proc/loadavg').read_text().split()[:3]}; {os.cpu_count()} cores; "
           f"worker class: {common.WORKER_CLASSES[args.worker_class]}",
           flush=True)

@@ -1,10 +1,12 @@
 """What our Send API client costs per send, over a bare ``requests`` POST to the same local server.
 
-Starts a threaded HTTP server on 127.0.0.1 that answers every POST with ``send_success.json``, points
-``MESSENGER_GRAPH_API_URL`` at it with a fake page token, and times, in the same run and interleaved
-(so drift hits both alike), N ``send_message`` calls (pooled session, circuit breaker on the real
-Redis, classification, logging context) against N ``Session.post`` calls on one bare pooled
-``requests.Session``. Prints the median and p99 of both and the overhead per send (ours - bare).
+Starts the harness's fake Graph API (:class:`harness.fake_graph.FakeGraph`, a threaded HTTP server on
+127.0.0.1 answering every send as Facebook does), points ``MESSENGER_GRAPH_API_URL`` at it with a
+fake page token, and times, in the same run and interleaved (so drift hits both alike), N
+``send_message`` calls (pooled session, circuit breaker on the real Redis, classification, logging
+context) against N ``Session.post`` calls on one bare pooled ``requests.Session``. Prints the median
+and p99 (``harness.stats``: the project's one percentile definition) of both and the overhead per
+send (ours - bare).
 
 Run:  .venv/bin/python bench/send_overhead.py [--n 1000]
 Redis is the one in ``REDIS_URL`` (as configured for the app); the circuit key used is
@@ -18,9 +20,7 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,37 +36,14 @@ import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
+from harness.fake_graph import FakeGraph  # noqa: E402
+from harness.stats import percentile  # noqa: E402
 from messenger import send_api  # noqa: E402
 from messenger.circuit import get_breaker  # noqa: E402
 
-ANSWER = (ROOT / "tests" / "fixtures" / "graph" / "send_success.json").read_bytes()
 FAKE_TOKEN = "EAAbenchFAKEtoken"
 PSID = "1254477777772919"
 MESSAGE = {"text": "Thanks for your message! We'll get back to you shortly."}
-
-
-class GraphHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as graph.facebook.com
-    # Headers and body go out in two writes; with Nagle on, the second waits for the client's
-    # delayed ACK (~40 ms) and the benchmark would measure the kernel, not the client.
-    disable_nagle_algorithm = True
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(ANSWER)))
-        self.end_headers()
-        self.wfile.write(ANSWER)
-
-    def log_message(self, format, *args):
-        pass
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 def main() -> int:
@@ -75,10 +52,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=50)
     args = parser.parse_args()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), GraphHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/v25.0"
+    fake = FakeGraph().start()
+    base = fake.base_url
 
     with override_settings(MESSENGER_GRAPH_API_URL=base, MESSENGER_PAGE_ACCESS_TOKEN=FAKE_TOKEN):
         breaker = get_breaker()
@@ -114,7 +89,7 @@ def main() -> int:
             bare_ms.append((time.perf_counter() - start) * 1000)
 
         state = breaker.state()
-    server.shutdown()
+    fake.stop()
 
     ours_med, bare_med = statistics.median(ours_ms), statistics.median(bare_ms)
     ours_p99, bare_p99 = percentile(ours_ms, 99), percentile(bare_ms, 99)

@@ -10,7 +10,7 @@ Set-up (all on loopback, all stopped at exit): its own ``redis-server`` on ``--r
 no persistence, so restarting it loses every queued job, as a real crash of an unpersisted Redis
 would); PostgreSQL ``chatbot_bench_soak``; gunicorn (production settings); ``--workers`` (2)
 ``manage.py rqworker messenger_fast messenger_slow --with-scheduler``; the fake Graph API of
-``bench.common`` with a page token set. Short timeouts keep the run short:
+``harness.fake_graph`` with a page token set. Short timeouts keep the run short:
 ``MESSENGER_SEND_TIMEOUT_MS=300``, ``MESSENGER_RETRY_BASE_MS=50``, ``MESSENGER_MAX_RETRIES=2``,
 ``MESSENGER_CIRCUIT_COOLDOWN_MS=1500``, ``MESSENGER_RECOVERY_INTERVAL_SECONDS=2``,
 ``MESSENGER_PROCESSING_TIMEOUT_MS=3000``.
@@ -52,17 +52,9 @@ from queue import Empty, Queue
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
-
-TEXTS = [
-    "hello",
-    "what are your opening hours?",
-    "thanks a lot",
-    "menu",
-    "how much is delivery?",
-    "do you ship to Canada?",
-    "ok thanks",
-    "bye",
-]
+from harness import processes, webhooks
+from harness.db import Db
+from harness.fake_graph import FakeGraph
 
 SOAK_SETTINGS = {
     "MESSENGER_SEND_TIMEOUT_MS": 300,
@@ -81,16 +73,17 @@ class RedisServer:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.proc: common.Proc | None = None
+        self.proc: processes.Proc | None = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
-        self.proc = common.start_process(
+        self.proc = processes.start_process(
             f"soak-redis-{self.starts}",
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--daemonize", "no"],
             {"PATH": "/usr/bin:/bin:/usr/local/bin"},
+            log_dir=common.LOG_DIR,
         )
         import redis
 
@@ -105,8 +98,8 @@ class RedisServer:
 
     def kill(self) -> None:
         if self.proc is not None:
-            common.kill_group(self.proc, signal.SIGKILL)
-            common.stop_process(self.proc, timeout=1)
+            processes.kill_group(self.proc, signal.SIGKILL)
+            processes.stop_process(self.proc, timeout=1)
             self.proc = None
 
 
@@ -115,7 +108,7 @@ class Workers:
 
     def __init__(self, env: dict[str, str], count: int) -> None:
         self.env = env
-        self.slots: list[common.Proc | None] = [None] * count
+        self.slots: list[processes.Proc | None] = [None] * count
         self.generation = [0] * count
         self.killed = 0
         self.exited_on_their_own = 0
@@ -126,7 +119,8 @@ class Workers:
 
     def start_slot(self, i: int) -> None:
         self.generation[i] += 1
-        self.slots[i] = common.start_worker(self.env, name=f"soak-w{i + 1}-{self.generation[i]}")
+        name = f"soak-w{i + 1}-{self.generation[i]}"
+        self.slots[i] = processes.start_worker(self.env, name=name, rq_name=name, log_dir=common.LOG_DIR)
 
     def start(self) -> None:
         for i in range(len(self.slots)):
@@ -138,8 +132,8 @@ class Workers:
             proc = self.slots[i]
             if proc is None:
                 return
-            common.kill_group(proc, signal.SIGKILL)
-            common.stop_process(proc, timeout=1)
+            processes.kill_group(proc, signal.SIGKILL)
+            processes.stop_process(proc, timeout=1)
             self.slots[i] = None
             self.killed += 1
             self.down_until[i] = time.monotonic() + pause
@@ -154,7 +148,7 @@ class Workers:
                     elif not proc.alive():
                         self.exited_on_their_own += 1
                         common.log(f"{proc.name} exited on its own (code {proc.popen.returncode}); restarting")
-                        common.stop_process(proc, timeout=1)
+                        processes.stop_process(proc, timeout=1)
                         self.start_slot(i)
 
     def stop(self) -> None:
@@ -163,10 +157,10 @@ class Workers:
         with self.lock:
             for proc in self.slots:
                 if proc is not None:
-                    common.kill_group(proc, signal.SIGTERM)
+                    processes.kill_group(proc, signal.SIGTERM)
             for proc in self.slots:
                 if proc is not None:
-                    common.stop_process(proc, timeout=8)
+                    processes.stop_process(proc, timeout=8)
             self.slots = [None] * len(self.slots)
 
     def log_paths(self) -> list[Path]:
@@ -183,7 +177,7 @@ def plan(args, rng: random.Random) -> tuple[list[tuple[str, str, str, int]], dic
         psid = users[n % len(users)]
         k = per_user[psid]
         per_user[psid] += 1
-        text = TEXTS[(n // len(users) + int(psid)) % len(TEXTS)] if k else "hello"
+        text = common.TEXTS[(n // len(users) + int(psid)) % len(common.TEXTS)] if k else "hello"
         messages.append((psid, f"m_soak_{run}_{n}", f"{text} #{k}", k))
     load_s = args.messages / args.rate
     faults = {
@@ -220,7 +214,7 @@ def post_all(port: int, messages, rate: float, posted: dict, refused: list, thre
             work.put(None)
 
     def client() -> None:
-        poster = common.Poster(port, timeout=15)
+        poster = webhooks.Poster(port, secret=common.APP_SECRET, timeout=15)
         while True:
             try:
                 item = work.get(timeout=600)
@@ -229,7 +223,7 @@ def post_all(port: int, messages, rate: float, posted: dict, refused: list, thre
             if item is None:
                 return
             (psid, mid, text, _k), ts_ms = item
-            body = common.text_webhook(psid=psid, mid=mid, text=text, ts_ms=ts_ms)
+            body = webhooks.encode(webhooks.text_body(text, mid=mid, psid=psid, ts_ms=ts_ms))
             for attempt in range(10):  # Facebook redelivers a webhook it got no 200 for
                 status = poster.post(body)
                 if status == 200:
@@ -252,7 +246,7 @@ def post_all(port: int, messages, rate: float, posted: dict, refused: list, thre
     return thread
 
 
-def compare(db: common.Db, fake: common.FakeGraph, messages, posted: dict) -> dict:
+def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
     """Match the Send API bodies the fake accepted against the reply parts the inbox recorded."""
     rows = {
         mid: (rid, status, reason)
@@ -358,7 +352,7 @@ def main() -> int:
     args.fault_seconds = args.fault_seconds or (8.0 if args.quick else 20.0)
     settle = args.settle or (70.0 if args.quick else 150.0)
 
-    common.install_cleanup()
+    processes.install_cleanup()
     if not port_free(args.redis_port):
         print(f"port {args.redis_port} is in use: pass --redis-port", file=sys.stderr)
         return 2
@@ -371,7 +365,7 @@ def main() -> int:
     redis_server = RedisServer(args.redis_port)
     redis_server.start()
     redis_url = f"redis://127.0.0.1:{args.redis_port}/7"
-    fake = common.FakeGraph().start()
+    fake = FakeGraph().start()
     fake.hang_s = SOAK_SETTINGS["MESSENGER_SEND_TIMEOUT_MS"] / 1000 + 0.7
     env = common.project_env(
         db_url="", redis=redis_url, MESSENGER_PAGE_ACCESS_TOKEN=common.PAGE_TOKEN,
@@ -379,8 +373,8 @@ def main() -> int:
     )
     db_url = common.prepare_database("soak", env)
     env["DATABASE_URL"] = db_url
-    db = common.Db(db_url)
-    gunicorn, port = common.start_gunicorn(env, name="soak-gunicorn")
+    db = Db(db_url)
+    gunicorn, port = processes.start_gunicorn(env, log_dir=common.LOG_DIR, name="soak-gunicorn")
     workers = Workers(env, args.workers)
     workers.start()
     common.log(
@@ -430,7 +424,7 @@ def main() -> int:
     settled_s = time.monotonic() - load_done
     time.sleep(1.0)  # a send answered just now is recorded by the fake before its row turns final
     workers.stop()
-    common.stop_process(gunicorn)
+    processes.stop_process(gunicorn)
 
     result = compare(db, fake, messages, posted)
     statuses = db.status_counts()

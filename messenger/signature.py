@@ -24,9 +24,18 @@ class SignatureProblem(StrEnum):
     MISMATCH = "mismatch"
 
 
+def _hexdigest(body: bytes, secret: str) -> str:
+    """The one HMAC definition: hex HMAC-SHA256 of the raw ``body`` under the app ``secret``."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
 def compute_signature(*, body: bytes, secret: str) -> str:
-    """The header value Facebook sends for ``body`` (used by messenger_simulate and tests)."""
-    return _PREFIX + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    """The header value Facebook sends for ``body``.
+
+    The signer of ``messenger_simulate``, the test suite and the benches (``harness.webhooks.sign``),
+    so what they send is checked by the very formula :func:`check_signature` applies.
+    """
+    return _PREFIX + _hexdigest(body, secret)
 
 
 def check_signature(*, body: bytes, header: str | None, secret: str) -> SignatureProblem | None:
@@ -40,7 +49,7 @@ def check_signature(*, body: bytes, header: str | None, secret: str) -> Signatur
         return SignatureProblem.MISSING
     if not header.startswith(_PREFIX) or len(header) != len(_PREFIX) + 64:
         return SignatureProblem.MALFORMED
-    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    expected = _hexdigest(body, secret)
     if not hmac.compare_digest(header[len(_PREFIX) :].lower().encode("ascii", "replace"), expected.encode()):
         return SignatureProblem.MISMATCH
     return None

@@ -20,14 +20,14 @@ Percentiles are ``percentile_cont`` (linear interpolation between the two neares
 PostgreSQL's ``percentile_cont(f) WITHIN GROUP (ORDER BY x)``: latencies 1..100 give p50 50.5).
 On PostgreSQL they are computed **in the database** (no rows travel to Python, which is what keeps
 the report under a second on 100,000 events); on other databases (SQLite in development) they
-fall back to the same formula in Python over ``values_list``, which is fine for a dev database.
+fall back to the same formula in Python (:func:`observability.stats.percentile_cont`, the project's
+one percentile definition, which the bench harness uses too) over ``values_list``, which is fine for a
+dev database.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from observability.models import Event
+from observability.stats import percentile_cont
 
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
@@ -71,20 +72,6 @@ class PercentileCont(Aggregate):
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction must be within [0, 1], got {fraction}")
         super().__init__(expression, fraction=repr(fraction), **extra)
-
-
-def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
-    """``percentile_cont`` in Python: linear interpolation at rank ``fraction * (n - 1)``.
-
-    ``None`` for no values. Used where the database has no ``percentile_cont`` (SQLite).
-    """
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    position = fraction * (len(ordered) - 1)
-    lower = math.floor(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 def _round(value: float | None) -> float | None:

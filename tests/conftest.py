@@ -1,15 +1,19 @@
-"""Fixtures shared by the whole suite: a clean Redis database per test, webhook helpers."""
+"""Fixtures shared by the whole suite: a clean Redis database per test, webhook helpers.
+
+Signing and flushing come from the harness the benchmarks use too (``harness/``), so the suite signs
+with the app's own ``messenger.signature.compute_signature``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+from harness import redis_db, webhooks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "messenger"
 
@@ -25,8 +29,7 @@ def fixture_bytes(name: str) -> bytes:
 
 def sign(body: bytes, secret: str | None = None) -> str:
     """The ``X-Hub-Signature-256`` header value Facebook would send for ``body``."""
-    key = (secret if secret is not None else settings.MESSENGER_APP_SECRET).encode()
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    return webhooks.sign(body, secret if secret is not None else settings.MESSENGER_APP_SECRET)
 
 
 @pytest.fixture
@@ -44,26 +47,21 @@ def _clean_redis():
     """Each test starts with an empty Redis test database (never database 0)."""
     import redis
 
-    conn = redis.Redis.from_url(settings.REDIS_URL)
-    db = conn.connection_pool.connection_kwargs.get("db", 0)
-    if int(db) == 0:
-        raise RuntimeError("Refusing to flush Redis database 0 in tests; set REDIS_URL to another db")
     # A test that stops Redis on purpose starts it again itself; nothing to flush meanwhile.
     with contextlib.suppress(redis.exceptions.ConnectionError):
-        conn.flushdb()
+        redis_db.flush_redis(settings.REDIS_URL)  # refuses database 0
     yield
-    conn.close()
 
 
 @pytest.fixture
 def post_webhook(client):
     """Sign and POST a body (bytes, dict or fixture name) to the V2 webhook with the test client."""
 
-    def _post(body: bytes | dict | str, *, signature: str | None = None, path="/messenger/v2/webhook"):
+    def _post(body: bytes | dict | str, *, signature: str | None = None, path=webhooks.WEBHOOK_PATH):
         if isinstance(body, str):
             raw = fixture_bytes(body)
         elif isinstance(body, dict):
-            raw = json.dumps(body).encode()
+            raw = webhooks.encode(body)
         else:
             raw = body
         headers = {"HTTP_X_HUB_SIGNATURE_256": signature if signature is not None else sign(raw)}

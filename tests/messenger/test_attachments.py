@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from messenger import texts
 from messenger.attachments import AttachmentDecision, attachment_kind, decide_for_attachments, unwrap_link
 from messenger.parsing import normalise_attachment
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "messenger"
+from tests.conftest import load_fixture
 
 
 def _message(name: str) -> dict:
     """The ``message`` of the first messaging item of a webhook fixture."""
-    body = json.loads((FIXTURES / f"{name}.json").read_text())
-    return body["entry"][0]["messaging"][0]["message"]
+    return load_fixture(name)["entry"][0]["messaging"][0]["message"]
 
 
 def _attachments(name: str) -> list[dict]:
@@ -29,16 +24,25 @@ def _decide(name: str) -> AttachmentDecision:
     return decide_for_attachments(attachments=_attachments(name), text=_message(name).get("text", ""))
 
 
+def _assert_reply(decision: AttachmentDecision, *, text: str, intent: str) -> None:
+    """The decision is a canned reply of ``text`` with ``intent``, given with full confidence."""
+    assert decision.action == "reply"
+    assert decision.reply.text == text
+    assert decision.reply.intent == intent
+    assert decision.reply.confidence == 1.0
+
+
+def _assert_unsupported(decision: AttachmentDecision) -> None:
+    _assert_reply(decision, text=texts.ATTACHMENT_UNSUPPORTED, intent="attachment_unsupported")
+
+
 # --- the seed's tests ------------------------------------------------------------------------------
 
 
 def test_image_attachment_acknowledged():
     """Two images get one acknowledgement, and the summary names both URLs."""
     decision = _decide("image_attachment")
-    assert decision.action == "reply"
-    assert decision.reply.text == texts.IMAGE_RECEIVED
-    assert decision.reply.intent == "attachment_image"
-    assert decision.reply.confidence == 1.0
+    _assert_reply(decision, text=texts.IMAGE_RECEIVED, intent="attachment_image")
     assert decision.summary == (
         "[image] http://facebookimage.com/image.png; [image] http://facebookimage.com/imageX.png"
     )
@@ -47,19 +51,14 @@ def test_image_attachment_acknowledged():
 def test_file_attachment_returns_unsupported_message():
     """A file gets the 'unsupported' reply."""
     decision = _decide("file_attachment")
-    assert decision.action == "reply"
-    assert decision.reply.text == texts.ATTACHMENT_UNSUPPORTED
-    assert decision.reply.intent == "attachment_unsupported"
-    assert decision.reply.confidence == 1.0
+    _assert_unsupported(decision)
     assert decision.summary == "[file] http://facebookfile.com/file.pdf"
 
 
 def test_audio_attachment_returns_unsupported_message():
     """A voice clip gets the 'unsupported' reply."""
     decision = _decide("audio_attachment")
-    assert decision.action == "reply"
-    assert decision.reply.text == texts.ATTACHMENT_UNSUPPORTED
-    assert decision.reply.intent == "attachment_unsupported"
+    _assert_unsupported(decision)
     assert decision.summary.startswith("[audio] https://cdn.fbsbx.com/")
 
 
@@ -78,17 +77,14 @@ def test_location_attachment_ignored():
 def test_video_attachment_returns_unsupported_message():
     """A video gets the 'unsupported' reply."""
     decision = _decide("video_attachment")
-    assert decision.reply.text == texts.ATTACHMENT_UNSUPPORTED
+    _assert_unsupported(decision)
     assert decision.summary == "[video] http://facebook.com/video.mp4"
 
 
 def test_sticker_like_gets_friendly_acknowledgement():
     """The thumbs-up 'like' (an image with a sticker id) is a sticker, answered warmly."""
     decision = _decide("sticker_like")
-    assert decision.action == "reply"
-    assert decision.reply.text == texts.STICKER_RECEIVED
-    assert decision.reply.intent == "attachment_sticker"
-    assert decision.reply.confidence == 1.0
+    _assert_reply(decision, text=texts.STICKER_RECEIVED, intent="attachment_sticker")
     assert decision.summary.startswith("[sticker 369239263222822] https://scontent.xx.fbcdn.net/")
 
 
@@ -135,10 +131,7 @@ def test_image_and_file_get_one_combined_reply():
     """Different kinds are answered in one reply, each acknowledgement once, in order of appearance."""
     attachments = _attachments("image_attachment") + _attachments("file_attachment")
     decision = decide_for_attachments(attachments=attachments)
-    assert decision.action == "reply"
-    assert decision.reply.text == f"{texts.IMAGE_RECEIVED} {texts.ATTACHMENT_UNSUPPORTED}"
-    assert decision.reply.intent == "attachment_mixed"
-    assert decision.reply.confidence == 1.0
+    _assert_reply(decision, text=f"{texts.IMAGE_RECEIVED} {texts.ATTACHMENT_UNSUPPORTED}", intent="attachment_mixed")
 
 
 def test_unknown_attachment_type_returns_unsupported_message():
@@ -151,7 +144,7 @@ def test_unknown_attachment_type_returns_unsupported_message():
         "coordinates": None,
     }
     decision = decide_for_attachments(attachments=[attachment])
-    assert decision.reply.intent == "attachment_unsupported"
+    _assert_unsupported(decision)
     assert decision.summary == "[ephemeral_hologram]"
 
 
@@ -171,8 +164,7 @@ def test_link_without_title_or_url_returns_unsupported_message():
     """A shared link with nothing to ask about is treated like an unsupported attachment."""
     attachment = {"type": "fallback", "url": "", "title": "", "sticker_id": None, "coordinates": None}
     decision = decide_for_attachments(attachments=[attachment])
-    assert decision.action == "reply"
-    assert decision.reply.intent == "attachment_unsupported"
+    _assert_unsupported(decision)
 
 
 def test_decide_accepts_parsed_attachment_objects():

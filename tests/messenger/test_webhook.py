@@ -1,4 +1,8 @@
-"""The V2 webhook's ingress: verification, signatures, bad input, every event kind, the inbox, enqueueing."""
+"""The V2 webhook's ingress (messenger/views.py): verification, bad input, every event kind, the inbox, enqueueing.
+
+The signature check has its own file (test_signature.py), and so has what the parser reads out of a
+body (test_parsing.py).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from rq.job import Job
 
 from messenger.inbox import job_id_for
 from messenger.models import InboundMessage
-from messenger.parsing import EVENT_KEYS, EventKind
 from messenger.queues import get_queue
-from tests.conftest import FIXTURES, fixture_bytes, load_fixture, sign
+from tests.conftest import fixture_bytes, load_fixture, sign
+from tests.messenger.event_fixtures import ACTIONABLE_FIXTURES, IGNORED_FIXTURES
 
 URL = "/messenger/v2/webhook"
 pytestmark = pytest.mark.django_db
@@ -65,64 +69,6 @@ def test_verification_request_fixture_is_answered(client):
         response = client.get(URL, sample["query"])
     assert response.status_code == 200
     assert response.content.decode() == sample["query"]["hub.challenge"]
-
-
-# --- signatures ------------------------------------------------------------------------------------
-
-
-def test_real_facebook_signature_is_accepted(client):
-    """messenger4j's real signed body verifies byte for byte with its app secret."""
-    sample = load_fixture("signed_text_message")
-    with override_settings(MESSENGER_APP_SECRET=sample["app_secret"]):
-        response = client.post(URL, data=sample["raw_body"].encode(), content_type="application/json",
-                               HTTP_X_HUB_SIGNATURE_256=sample["x_hub_signature_256"])
-    assert response.status_code == 200
-    assert InboundMessage.objects.get().mid == "mid.1475942721728:3b9e3646712f9bed52"
-
-
-def test_signature_of_another_body_is_refused_and_stores_nothing(client):
-    """The real signature replayed over a tampered body is refused, and nothing is kept or queued."""
-    sample = load_fixture("signed_text_message")
-    with override_settings(MESSENGER_APP_SECRET=sample["app_secret"]):
-        response = client.post(URL, data=sample["tampered_raw_body"].encode(),
-                               content_type="application/json",
-                               HTTP_X_HUB_SIGNATURE_256=sample["x_hub_signature_256"])
-    assert response.status_code == 403
-    assert InboundMessage.objects.count() == 0
-    assert queued_job_ids() == []
-
-
-@pytest.mark.parametrize(
-    "header",
-    [None, "", "sha256=", "sha1=3daa41999293ff66c3eb313e04bcf77861bb0276", "sha256=" + "0" * 64, "garbage"],
-)
-def test_missing_or_wrong_signature_is_refused_and_stores_nothing(post_webhook, header):
-    """No header, an empty one, a SHA-1 one, a wrong digest or junk: 403, no row, no job."""
-    body = fixture_bytes("text_message")
-    if header is None:
-        from django.test import Client
-
-        response = Client().post(URL, data=body, content_type="application/json")
-    else:
-        response = post_webhook(body, signature=header)
-    assert response.status_code == 403
-    assert InboundMessage.objects.count() == 0
-    assert queued_job_ids() == []
-
-
-def test_signature_with_another_secret_is_refused(post_webhook):
-    """A body signed with a different app secret is refused."""
-    body = fixture_bytes("text_message")
-    assert post_webhook(body, signature=sign(body, "not-our-secret")).status_code == 403
-    assert InboundMessage.objects.count() == 0
-
-
-@override_settings(MESSENGER_APP_SECRET="")
-def test_unset_app_secret_refuses_every_post(post_webhook):
-    """Without an app secret no signature can be right: every POST is refused, never accepted."""
-    body = fixture_bytes("text_message")
-    assert post_webhook(body, signature=sign(body, "")).status_code == 403
-    assert InboundMessage.objects.count() == 0
 
 
 # --- bad input -------------------------------------------------------------------------------------
@@ -202,50 +148,6 @@ def test_get_and_post_only(client):
 
 # --- event kinds -----------------------------------------------------------------------------------
 
-ACTIONABLE_FIXTURES = {
-    "text_message": InboundMessage.Kind.TEXT,
-    "text_message_legacy": InboundMessage.Kind.TEXT,
-    "quick_reply": InboundMessage.Kind.QUICK_REPLY,
-    "postback": InboundMessage.Kind.POSTBACK,
-    "postback_get_started": InboundMessage.Kind.POSTBACK,
-    "image_attachment": InboundMessage.Kind.ATTACHMENTS,
-    "audio_attachment": InboundMessage.Kind.ATTACHMENTS,
-    "video_attachment": InboundMessage.Kind.ATTACHMENTS,
-    "file_attachment": InboundMessage.Kind.ATTACHMENTS,
-    "location_attachment": InboundMessage.Kind.ATTACHMENTS,
-    "fallback_attachment": InboundMessage.Kind.ATTACHMENTS,
-    "multi_attachment": InboundMessage.Kind.ATTACHMENTS,
-    "sticker_like": InboundMessage.Kind.ATTACHMENTS,
-}
-IGNORED_FIXTURES = {
-    "echo": EventKind.ECHO,
-    "delivery": EventKind.DELIVERY,
-    "read": EventKind.READ,
-    "reaction": EventKind.REACTION,
-    "reaction_unreact": EventKind.REACTION,
-    "referral": EventKind.REFERRAL,
-    "optin": EventKind.OPTIN,
-    "standby": EventKind.STANDBY,
-    "pass_thread_control": EventKind.PASS_THREAD_CONTROL,
-    "take_thread_control": EventKind.TAKE_THREAD_CONTROL,
-    "request_thread_control": EventKind.REQUEST_THREAD_CONTROL,
-    "account_linking": EventKind.ACCOUNT_LINKING,
-    "policy_enforcement": EventKind.POLICY_ENFORCEMENT,
-    "app_roles": EventKind.APP_ROLES,
-    "game_play": EventKind.GAME_PLAY,
-    "message_edit": EventKind.MESSAGE_EDIT,
-    "unknown_event": EventKind.UNKNOWN,
-}
-
-
-def test_every_event_kind_has_a_fixture():
-    """The dispatch table and the fixtures stay in step: each kind we parse has a real-shaped fixture."""
-    covered = set(IGNORED_FIXTURES.values()) | {EventKind.MESSAGE, EventKind.POSTBACK}
-    assert set(EVENT_KEYS.values()) | {EventKind.STANDBY, EventKind.ECHO, EventKind.UNKNOWN} <= covered
-    for name in [*ACTIONABLE_FIXTURES, *IGNORED_FIXTURES]:
-        assert (FIXTURES / f"{name}.json").exists(), name
-
-
 @pytest.mark.parametrize(("fixture", "kind"), ACTIONABLE_FIXTURES.items())
 def test_actionable_event_is_kept_and_queued(post_webhook, fixture, kind):
     """A user message or postback is kept in the inbox with its kind and its job is queued."""
@@ -277,21 +179,6 @@ def test_text_message_row_holds_the_message(post_webhook):
     assert row.mid.startswith("m_ldDGcj2W5w5M")
     assert row.fb_timestamp == 1741510337765
     assert row.raw["message"]["text"] == "+"
-
-
-def test_fallback_attachment_keeps_lowercase_url_and_title(post_webhook):
-    """A shared link's lowercase top-level ``url`` and its title are kept (real 2017 capture)."""
-    post_webhook("fallback_attachment")
-    attachment = InboundMessage.objects.get().attachments[0]
-    assert attachment["type"] == "fallback"
-    assert attachment["url"].startswith("https://l.facebook.com/")
-    assert attachment["title"].startswith("Dyon Enter 32 Pro")
-
-
-def test_like_sticker_keeps_its_sticker_id(post_webhook):
-    """The thumbs-up 'like' arrives as an image with a sticker_id, which is kept."""
-    post_webhook("sticker_like")
-    assert InboundMessage.objects.get().attachments[0]["sticker_id"] == 369239263222822
 
 
 def test_postback_without_mid_gets_stable_derived_id(post_webhook):

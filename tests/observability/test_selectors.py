@@ -8,23 +8,12 @@ import pytest
 from django.utils import timezone
 
 from observability.models import Event
-from observability.selectors import percentile_cont, report_build, window_events
+from observability.selectors import report_build, window_events
 from tests.observability.helpers import make_event
 
 pytestmark = pytest.mark.django_db
 
 T = Event.Type
-
-
-def test_percentile_cont_matches_hand_computed_values():
-    """Linear interpolation at rank f*(n-1): 1..100 gives 50.5, 95.05 and 99.01."""
-    values = list(range(100, 0, -1))
-
-    assert percentile_cont(values, 0.5) == pytest.approx(50.5)
-    assert percentile_cont(values, 0.95) == pytest.approx(95.05)
-    assert percentile_cont(values, 0.99) == pytest.approx(99.01)
-    assert percentile_cont([7.0], 0.99) == 7.0
-    assert percentile_cont([], 0.5) is None
 
 
 def test_report_latency_percentiles_computed_in_database_match_hand_values():

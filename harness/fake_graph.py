@@ -1,0 +1,210 @@
+"""The one fake Graph API on loopback, for the benches and the tests alike.
+
+A threaded HTTP server on 127.0.0.1 that stands in for Facebook's Send API (``POST {base_url}/me/messages``)
+and, for the ``openai`` chat engine, for an OpenAI-compatible chat server (``POST {url}/chat/completions``,
+answered by echoing the user's last message). Real HTTP, so the project's own clients (pooled session,
+timeouts, circuit breaker) are what is exercised, not a mock.
+
+Fault modes of the Send API, set while it runs (:meth:`FakeGraph.set_mode`):
+
+- ``"ok"``: HTTP 200 as Facebook answers (``message_id`` for a message, none for a sender action);
+- ``"5xx"``: HTTP 500 with Facebook's transient error envelope; nothing delivered;
+- ``"hang"``: no answer for ``hang_s`` (longer than the client's timeout), then the connection is
+  closed; nothing delivered.
+
+``latency_s`` delays every Send API answer and ``chat_delay`` every chat answer (the peer taking time,
+not the caller sleeping). Only bodies answered 200 are recorded as delivered: a request that timed out
+is modelled as not delivered (see docs/performance.md on what a real timeout could mean). Thread-safe.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODES = ("ok", "5xx", "hang")
+
+TRANSIENT_ERROR = {
+    "error": {
+        "message": "An unexpected error has occurred.",
+        "type": "OAuthException",
+        "code": 2,
+        "is_transient": True,
+        "fbtrace_id": "fake-graph",
+    }
+}
+
+
+@dataclass
+class Received:
+    """One Send API body the fake accepted (answered 200)."""
+
+    at: float  # time.perf_counter() in the process that runs the fake, on arrival
+    body: dict
+    psid: str
+    is_message: bool
+
+
+@dataclass
+class FaultCounters:
+    ok: int = 0
+    errors_5xx: int = 0
+    hangs: int = 0
+    sender_actions: int = 0
+
+
+class FakeGraph:
+    """The fake Send API and chat server; ``start()``/``stop()``, or use it as a context manager."""
+
+    def __init__(self, *, latency_s: float = 0.0) -> None:
+        self.latency_s = latency_s
+        self.chat_delay = 0.0
+        self.mode = "ok"
+        self.hang_s = 2.0
+        self.chat_requests = 0
+        self.counters = FaultCounters()
+        self._lock = threading.Lock()
+        self._received: list[Received] = []
+        self._seq = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 256
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-graph", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The server's root: ``CHATBOT_API_URL`` for the ``openai`` engine."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``MESSENGER_GRAPH_API_URL`` for the project's Send API client."""
+        return f"{self.url}/v25.0"
+
+    def start(self) -> FakeGraph:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.chat_delay = self.latency_s = 0.0
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeGraph:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self.mode = mode
+
+    # --- what it received ----------------------------------------------------------------------------
+
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self._received)
+
+    def messages(self) -> list[Received]:
+        """The message bodies delivered (sender actions left out), in order of arrival."""
+        return [r for r in self.received() if r.is_message]
+
+    def message_count(self) -> int:
+        with self._lock:
+            return sum(1 for r in self._received if r.is_message)
+
+    def replies(self) -> list[str]:
+        """The text of every message delivered, in order of arrival (``""`` for one without text)."""
+        return [r.body["message"].get("text", "") for r in self.messages()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._received.clear()
+            self.counters = FaultCounters()
+
+    # --- answering -----------------------------------------------------------------------------------
+
+    def _chat(self, body: dict) -> tuple[int, dict]:
+        with self._lock:
+            self.chat_requests += 1
+        _take(self.chat_delay)
+        last = body["messages"][-1]["content"]
+        return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo: {last}"}}]}
+
+    def _graph(self, raw: bytes, arrived: float) -> tuple[int, dict] | None:
+        """The Send API's answer, or ``None`` for a hang (no answer at all)."""
+        mode = self.mode
+        _take(self.latency_s)
+        if mode == "hang":
+            with self._lock:
+                self.counters.hangs += 1
+            _take(self.hang_s)
+            return None
+        if mode == "5xx":
+            with self._lock:
+                self.counters.errors_5xx += 1
+            return 500, TRANSIENT_ERROR
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return 400, {"error": {"message": "bad json", "code": 100}}
+        psid = str((body.get("recipient") or {}).get("id", ""))
+        is_message = "message" in body
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self._received.append(Received(at=arrived, body=body, psid=psid, is_message=is_message))
+            if is_message:
+                self.counters.ok += 1
+            else:
+                self.counters.sender_actions += 1
+        answer = {"recipient_id": psid}
+        if is_message:
+            answer["message_id"] = f"m_fake_{seq}"
+        return 200, answer
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as graph.facebook.com
+            # Headers and body go out in two writes; with Nagle on, the second waits for the client's
+            # delayed ACK (~40 ms) and a benchmark would measure the kernel, not the client.
+            disable_nagle_algorithm = True
+
+            def log_message(self, format, *args):
+                return
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                arrived = time.perf_counter()
+                if self.path.endswith("/chat/completions"):
+                    answer = fake._chat(json.loads(raw or b"{}"))
+                else:
+                    answer = fake._graph(raw, arrived)
+                if answer is None:
+                    self.close_connection = True
+                    return
+                data = json.dumps(answer[1]).encode()
+                try:
+                    self.send_response(answer[0])
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    self.close_connection = True  # the client gave up (its timeout)
+
+        return Handler
+
+
+def _take(seconds: float) -> None:
+    """A server-side delay: the fake peer taking time."""
+    if seconds > 0:
+        time.sleep(seconds)

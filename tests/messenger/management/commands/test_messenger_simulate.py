@@ -1,0 +1,58 @@
+"""Tests for messenger/management/commands/messenger_simulate.py: talking to the bot from a terminal."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from messenger.management.commands.messenger_simulate import render_part
+from messenger.models import InboundMessage
+
+pytestmark = pytest.mark.django_db
+
+
+def _simulate(*args: str) -> str:
+    out = StringIO()
+    call_command("messenger_simulate", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_text_goes_through_the_signed_webhook_and_the_reply_is_printed():
+    """The message is kept by the real webhook (so it was signed right), answered, and shown as a chat."""
+    output = _simulate("hello", "--psid", "1000000000000042")
+    row = InboundMessage.objects.get(psid="1000000000000042")
+    assert row.status == InboundMessage.Status.ANSWERED and row.mid.startswith("m_sim_")
+    assert output.startswith("you> hello\nbot> ")
+    assert f"[answered; intent={row.intent}; dry-run]" in output
+
+
+def test_json_prints_the_send_api_bodies():
+    """``--json`` prints the reply parts exactly as they would be sent."""
+    parts = json.loads(_simulate("hello", "--json"))
+    row = InboundMessage.objects.get()
+    assert parts == [part.body for part in row.parts.order_by("position")]
+    assert parts and all("text" in part or "attachment" in part for part in parts)
+
+
+def test_postback_is_sent_as_a_postback():
+    """``--postback`` sends the button's payload, which the inbox keeps as a postback."""
+    _simulate("Show the menu", "--postback", "MENU")
+    row = InboundMessage.objects.get()
+    assert (row.kind, row.payload) == (InboundMessage.Kind.POSTBACK, "MENU")
+
+
+def test_render_part_shows_text_buttons_cards_and_quick_replies():
+    """Every kind of part the formatter makes has a terminal rendering."""
+    assert render_part({"text": "hi", "quick_replies": [{"title": "Yes"}, {"title": "No"}]}) == [
+        "hi", "  quick replies: [Yes]  [No]",
+    ]
+    button = {"attachment": {"payload": {"template_type": "button", "text": "Pick",
+                                         "buttons": [{"title": "Site", "url": "https://x.example"}]}}}
+    assert render_part(button) == ["Pick", "  [Site] -> https://x.example"]
+    card = {"attachment": {"payload": {"template_type": "generic", "elements": [
+        {"title": "Card", "subtitle": "sub", "buttons": [{"title": "Go", "payload": "GO"}]},
+    ]}}}
+    assert render_part(card) == ["  | Card - sub", "  |   [Go] -> GO"]
