@@ -27,8 +27,8 @@ from messenger.models import InboundMessage
 from messenger.parsing import EventKind, MessagingEvent
 from messenger.queues import get_queue
 from messenger.routing import route_for
-from messenger.signals import message_received, send_safely
 from observability.hashing import hash_psid
+from observability.signals import message_received, send_safely
 
 logger = logging.getLogger("messenger.inbox")
 

@@ -19,7 +19,7 @@ goes on. ``inbound_process`` answers one message:
    schedule its job again; on a recipient's permanent error, record why and stop.
 
 Every exit leaves the row's ``status``/``status_reason`` saying what happened, and every step logs
-with the message id and hashed PSID and sends its signal (``messenger.signals``).
+with the message id and hashed PSID and sends its signal (``observability.signals``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from chatbot.engine import get_engine
 from chatbot.engine.types import ChatContext, Reply
 from conversations.models import Conversation
 from conversations.services import context_load, conversation_mark_unreachable, message_append
-from messenger import send_api, signals, texts
+from messenger import send_api, texts
 from messenger.attachments import decide_for_attachments
 from messenger.formatter import format_reply
 from messenger.inbox import inbox_requeue_one, inbox_schedule_retry
@@ -48,6 +48,7 @@ from messenger.models import InboundMessage, OutboundPart
 from messenger.ordering import SenderLock
 from messenger.queues import get_queue
 from messenger.send_api import SendErrorKind, SendResult
+from observability import signals
 from observability.hashing import hash_psid
 from observability.logging import log_context
 
