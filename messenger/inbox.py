@@ -38,20 +38,6 @@ INFLIGHT_KEY = "messenger:inflight:{id}"
 # Redis key of the lock on one sender's messages (messenger.ordering), alive while a worker holds it.
 LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
 
-# Statuses of rows that still need work; the others are final.
-OPEN_STATUSES = (
-    InboundMessage.Status.PENDING,
-    InboundMessage.Status.QUEUED,
-    InboundMessage.Status.PROCESSING,
-    InboundMessage.Status.DEFERRED,
-)
-_FINAL = (
-    InboundMessage.Status.ANSWERED,
-    InboundMessage.Status.NO_REPLY,
-    InboundMessage.Status.HANDED_OVER,
-    InboundMessage.Status.EXPIRED,
-    InboundMessage.Status.FAILED,
-)
 _WAITING_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -220,7 +206,7 @@ def inbox_schedule_retry(*, inbound: InboundMessage, delay_ms: int) -> None:
 
 def inbox_requeue_one(*, inbound: InboundMessage) -> None:
     """Queue a fresh job for one open message (a drain handing on, a worker putting its message back)."""
-    InboundMessage.objects.filter(id=inbound.id).exclude(status__in=_FINAL).update(
+    InboundMessage.objects.filter(id=inbound.id).exclude(status__in=InboundMessage.FINAL_STATUSES).update(
         status=InboundMessage.Status.QUEUED, worker_name=""
     )
     _enqueue_one(inbound, fresh=True)
@@ -261,9 +247,8 @@ def inbox_requeue(
     now = now or timezone.now()
     result = RequeueResult()
     rows = list(
-        InboundMessage.objects.filter(status__in=OPEN_STATUSES, received_at__lte=now - min_age).order_by(
-            "page_id", "psid", "fb_timestamp", "id"
-        )[:limit]
+        InboundMessage.objects.filter(status__in=InboundMessage.OPEN_STATUSES, received_at__lte=now - min_age)
+        .order_by("page_id", "psid", "fb_timestamp", "id")[:limit]
     )
     if not rows:
         return result

@@ -29,6 +29,11 @@ class InboundMessage(models.Model):
         EXPIRED = "expired", "Expired (outside the messaging window)"
         FAILED = "failed", "Failed"
 
+    # The one definition of which statuses end a message's life (the pipeline, the inbox, the admin
+    # and the recovery sweep all read these): a final row is never processed or requeued again.
+    FINAL_STATUSES = (Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED)
+    OPEN_STATUSES = (Status.PENDING, Status.QUEUED, Status.PROCESSING, Status.DEFERRED)
+
     # Facebook's message id; postbacks get a stable id derived from their content.
     mid = models.CharField(max_length=255, unique=True)
     page_id = models.CharField(max_length=64)

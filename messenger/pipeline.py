@@ -55,7 +55,6 @@ from observability.logging import log_context
 logger = logging.getLogger("messenger.pipeline")
 
 Status = InboundMessage.Status
-FINAL_STATUSES = frozenset({Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED})
 MESSAGING_WINDOW = timedelta(hours=24)
 # How long a parked send (transient failure after every retry) waits before its next try.
 PARKED_RETRY_MS = 30_000
@@ -77,7 +76,7 @@ def _next_for_sender(inbound: InboundMessage) -> InboundMessage | str | None:
     """
     head = (
         InboundMessage.objects.filter(page_id=inbound.page_id, psid=inbound.psid)
-        .exclude(status__in=FINAL_STATUSES)
+        .exclude(status__in=InboundMessage.FINAL_STATUSES)
         .order_by("fb_timestamp", "id")
         .first()
     )
@@ -98,7 +97,7 @@ def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
     if inbound is None:
         logger.error("messenger.pipeline.missing-row", extra={"inbound_id": inbound_id})
         return "missing"
-    if inbound.status in FINAL_STATUSES:
+    if inbound.status in InboundMessage.FINAL_STATUSES:
         logger.info("messenger.pipeline.already-final", extra=_log(inbound, status=inbound.status))
         return inbound.status
 
@@ -152,7 +151,7 @@ def _finish(inbound: InboundMessage, status: str, reason: str = "", **fields) ->
     """Record the outcome on the row (the one place a row's status changes after processing starts)."""
     now = timezone.now()
     values = {"status": status, "status_reason": reason[:255], **fields}
-    if status in FINAL_STATUSES:
+    if status in InboundMessage.FINAL_STATUSES:
         values["finished_at"] = now
     InboundMessage.objects.filter(id=inbound.id).update(**values)
     for key, value in values.items():
