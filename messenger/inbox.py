@@ -24,8 +24,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from messenger.models import InboundMessage
+from messenger.ordering import inflight_alive, sender_lock_held
 from messenger.parsing import EventKind, MessagingEvent
-from messenger.queues import get_queue
+from messenger.queues import channel_redis, get_queue
 from messenger.routing import route_for
 from observability.hashing import hash_psid
 from observability.signals import message_received, send_safely
@@ -33,10 +34,6 @@ from observability.signals import message_received, send_safely
 logger = logging.getLogger("messenger.inbox")
 
 JOB_FUNCTION = "messenger.jobs.process_inbound"
-# Redis key a worker keeps alive while it processes a message; its absence means the worker died.
-INFLIGHT_KEY = "messenger:inflight:{id}"
-# Redis key of the lock on one sender's messages (messenger.ordering), alive while a worker holds it.
-LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
 
 _WAITING_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
@@ -224,7 +221,7 @@ def _job_alive(row: InboundMessage, connection: redis.Redis) -> bool:
     if status in _WAITING_JOB_STATUSES:
         return True
     if status == JobStatus.STARTED:
-        return bool(connection.exists(LOCK_KEY.format(page_id=row.page_id, psid=row.psid)))
+        return sender_lock_held(page_id=row.page_id, psid=row.psid)
     return False
 
 
@@ -259,13 +256,13 @@ def inbox_requeue(
             "page_id", "psid"
         )
     )
-    connection = get_queue(rows[0].queue_name or "messenger_fast").connection
+    connection = channel_redis()
     for row in rows:
         if row.status != InboundMessage.Status.DEFERRED and (row.page_id, row.psid) in waiting:
             result.skipped_alive += 1
             continue
         if row.status == InboundMessage.Status.PROCESSING:
-            if connection.exists(INFLIGHT_KEY.format(id=row.id)):
+            if inflight_alive(inbound_id=row.id):
                 result.skipped_alive += 1
                 continue
         elif row.status != InboundMessage.Status.PENDING and _job_alive(row, connection):

@@ -46,7 +46,7 @@ from messenger.formatter import format_reply
 from messenger.inbox import inbox_requeue_one, inbox_schedule_retry
 from messenger.models import InboundMessage, OutboundPart
 from messenger.ordering import SenderLock
-from messenger.queues import get_queue
+from messenger.queues import channel_redis
 from messenger.send_api import SendErrorKind, SendResult
 from observability import signals
 from observability.hashing import hash_psid
@@ -101,10 +101,9 @@ def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
         logger.info("messenger.pipeline.already-final", extra=_log(inbound, status=inbound.status))
         return inbound.status
 
-    connection = get_queue(inbound.queue_name or settings.MESSENGER_FAST_QUEUE).connection
     started = time.monotonic()
     while True:
-        lock = SenderLock(connection, page_id=inbound.page_id, psid=inbound.psid, owner=worker_name)
+        lock = SenderLock(channel_redis(), page_id=inbound.page_id, psid=inbound.psid, owner=worker_name)
         if not lock.acquire():
             # The holder answers every open message of this sender, this one included, and looks
             # again after releasing its lock, so nothing is stranded by leaving here.
