@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from observability.hashing import hash_psid
+
 
 class InboundMessage(models.Model):
     class Kind(models.TextChoices):
@@ -75,6 +77,10 @@ class InboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.mid} ({self.status})"
+
+    def log_fields(self, **extra) -> dict:
+        """The ``extra=`` of every log line about this message: its ids and the hashed PSID, never the raw one."""
+        return {"mid": self.mid, "psid_hash": hash_psid(self.psid), "inbound_id": self.id, **extra}
 
 
 class OutboundPart(models.Model):
