@@ -7,7 +7,7 @@ extra flags. On top of rq's fork-per-job worker it adds:
   ``MESSENGER_SHUTDOWN_TIMEOUT_MS`` for the message in flight. Past that it kills the work horse and
   puts the message back on its queue, so another worker answers it. A second SIGTERM/SIGINT stops
   at once, still putting the message back. Parts already sent are recorded, so the next worker sends
-  only what is missing (``messenger.pipeline``).
+  only what is missing (``messenger.delivery``).
 - **Recovery of messages whose worker died** (SIGKILL, OOM): every
   ``MESSENGER_RECOVERY_INTERVAL_SECONDS`` (and once at start) one worker at a time runs
   ``messenger.inbox.inbox_requeue``, which finds kept messages that are not answered and have no
