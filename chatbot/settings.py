@@ -109,11 +109,10 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Seconds; a Redis that does not answer must fail fast, never hold up the webhook.
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=1.0)
 
-def redis_retry() -> Retry:
-    """One quick retry (a pooled connection gone stale after a Redis restart), never redis-py's
-    default of several backed-off attempts: a down Redis must fail in milliseconds, not seconds."""
-    return Retry(NoBackoff(), 1)
-
+# One quick retry (a pooled connection gone stale after a Redis restart), never redis-py's default of
+# several backed-off attempts: a down Redis must fail in milliseconds, not seconds. Every Redis client
+# of the project is built with it: the cache's (below) and the channel's (``messenger.queues``).
+REDIS_RETRY = Retry(NoBackoff(), 1)
 
 CACHES = {
     "default": {
@@ -124,7 +123,7 @@ CACHES = {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
             "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-            "CONNECTION_POOL_KWARGS": {"retry": redis_retry()},
+            "CONNECTION_POOL_KWARGS": {"retry": REDIS_RETRY},
         },
     }
 }

@@ -4,8 +4,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from chatbot.health import healthz
 from messenger import legacy, views
-from messenger.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),

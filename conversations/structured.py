@@ -1,38 +1,23 @@
 """The shape of ``Message.structured``: what the bot offered, or what the user tapped.
 
-Outbound (what the bot offered), built by :func:`structured_from_reply` from an engine reply::
+Outbound (what the bot offered) is recorded by the channel with each part it sends, from the part
+itself (``messenger.outbound.part_summary``, the one reader of the Send API body shape)::
 
-    {"quick_replies": [{"title": "Yes", "payload": "YES"}],
-     "buttons": [{"type": "postback", "title": "Menu", "payload": "MENU", "url": ""}],
+    {"quick_replies": [{"content_type": "text", "title": "Yes", "payload": "YES"}],
+     "buttons": [{"type": "postback", "title": "Menu", "payload": "MENU"},
+                 {"type": "web_url", "title": "Site", "url": "https://..."}],
      "cards": [{"title": "...", "subtitle": "...", "image_url": "...", "buttons": [...]}]}
 
-(keys with nothing in them are left out). Inbound (what the user tapped), built by
+(keys the part has nothing for are left out). Inbound (what the user tapped), built here by
 :func:`structured_from_tap`::
 
     {"kind": "quick_reply" | "postback", "payload": "YES", "title": "Yes"}
 
-The admin transcript renders both shapes (and, leniently, Send API ``quick_replies`` and template
-``attachment`` bodies) readably; anything else is shown as escaped JSON.
+The admin transcript renders both shapes (and, leniently, a whole Send API body with its
+``attachment``, as older records may hold) readably; anything else is shown as escaped JSON.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict
-
-from engine.types import Reply
-
-
-def structured_from_reply(*, reply: Reply) -> dict:
-    """The ``structured`` value to store with an outbound message carrying ``reply``."""
-    structured: dict = {}
-    if reply.quick_replies:
-        structured["quick_replies"] = [asdict(q) for q in reply.quick_replies]
-    if reply.buttons:
-        structured["buttons"] = [asdict(b) for b in reply.buttons]
-    if reply.cards:
-        # asdict keeps tuples; JSON-shaped lists make the in-memory value equal the stored one.
-        structured["cards"] = [{**asdict(c), "buttons": [asdict(b) for b in c.buttons]} for c in reply.cards]
-    return structured
 
 
 def structured_from_tap(*, payload: str, title: str = "", kind: str = "") -> dict:

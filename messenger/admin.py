@@ -6,7 +6,6 @@ from django.contrib import admin, messages
 
 from messenger.inbox import inbox_requeue_one
 from messenger.models import InboundMessage, OutboundPart
-from messenger.pipeline import FINAL_STATUSES
 
 
 class OutboundPartInline(admin.TabularInline):
@@ -48,7 +47,7 @@ class InboundMessageAdmin(admin.ModelAdmin):
     def requeue_selected(self, request, queryset):
         requeued = skipped = 0
         for row in queryset:
-            if row.status in FINAL_STATUSES:
+            if row.status in InboundMessage.FINAL_STATUSES:
                 skipped += 1
                 continue
             inbox_requeue_one(inbound=row)

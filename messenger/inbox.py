@@ -24,34 +24,17 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from messenger.models import InboundMessage
+from messenger.ordering import inflight_alive, sender_lock_held
 from messenger.parsing import EventKind, MessagingEvent
-from messenger.queues import get_queue
+from messenger.queues import channel_redis, get_queue
 from messenger.routing import route_for
-from messenger.signals import message_received, send_safely
 from observability.hashing import hash_psid
+from observability.signals import message_received, send_safely
 
 logger = logging.getLogger("messenger.inbox")
 
 JOB_FUNCTION = "messenger.jobs.process_inbound"
-# Redis key a worker keeps alive while it processes a message; its absence means the worker died.
-INFLIGHT_KEY = "messenger:inflight:{id}"
-# Redis key of the lock on one sender's messages (messenger.ordering), alive while a worker holds it.
-LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
 
-# Statuses of rows that still need work; the others are final.
-OPEN_STATUSES = (
-    InboundMessage.Status.PENDING,
-    InboundMessage.Status.QUEUED,
-    InboundMessage.Status.PROCESSING,
-    InboundMessage.Status.DEFERRED,
-)
-_FINAL = (
-    InboundMessage.Status.ANSWERED,
-    InboundMessage.Status.NO_REPLY,
-    InboundMessage.Status.HANDED_OVER,
-    InboundMessage.Status.EXPIRED,
-    InboundMessage.Status.FAILED,
-)
 _WAITING_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -220,7 +203,7 @@ def inbox_schedule_retry(*, inbound: InboundMessage, delay_ms: int) -> None:
 
 def inbox_requeue_one(*, inbound: InboundMessage) -> None:
     """Queue a fresh job for one open message (a drain handing on, a worker putting its message back)."""
-    InboundMessage.objects.filter(id=inbound.id).exclude(status__in=_FINAL).update(
+    InboundMessage.objects.filter(id=inbound.id).exclude(status__in=InboundMessage.FINAL_STATUSES).update(
         status=InboundMessage.Status.QUEUED, worker_name=""
     )
     _enqueue_one(inbound, fresh=True)
@@ -238,7 +221,7 @@ def _job_alive(row: InboundMessage, connection: redis.Redis) -> bool:
     if status in _WAITING_JOB_STATUSES:
         return True
     if status == JobStatus.STARTED:
-        return bool(connection.exists(LOCK_KEY.format(page_id=row.page_id, psid=row.psid)))
+        return sender_lock_held(page_id=row.page_id, psid=row.psid)
     return False
 
 
@@ -261,9 +244,8 @@ def inbox_requeue(
     now = now or timezone.now()
     result = RequeueResult()
     rows = list(
-        InboundMessage.objects.filter(status__in=OPEN_STATUSES, received_at__lte=now - min_age).order_by(
-            "page_id", "psid", "fb_timestamp", "id"
-        )[:limit]
+        InboundMessage.objects.filter(status__in=InboundMessage.OPEN_STATUSES, received_at__lte=now - min_age)
+        .order_by("page_id", "psid", "fb_timestamp", "id")[:limit]
     )
     if not rows:
         return result
@@ -274,13 +256,13 @@ def inbox_requeue(
             "page_id", "psid"
         )
     )
-    connection = get_queue(rows[0].queue_name or "messenger_fast").connection
+    connection = channel_redis()
     for row in rows:
         if row.status != InboundMessage.Status.DEFERRED and (row.page_id, row.psid) in waiting:
             result.skipped_alive += 1
             continue
         if row.status == InboundMessage.Status.PROCESSING:
-            if connection.exists(INFLIGHT_KEY.format(id=row.id)):
+            if inflight_alive(inbound_id=row.id):
                 result.skipped_alive += 1
                 continue
         elif row.status != InboundMessage.Status.PENDING and _job_alive(row, connection):

@@ -1,7 +1,7 @@
 """rq jobs of the Messenger channel: thin adapters that take ids and call one service.
 
 Jobs are idempotent (rq's advice): running ``process_inbound`` twice for the same message sends
-nothing twice, because the pipeline records each part it sends (see ``messenger.pipeline``).
+nothing twice, because the pipeline records each part it sends (see ``messenger.delivery``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from observability.hashing import hash_psid
+
 
 class InboundMessage(models.Model):
     class Kind(models.TextChoices):
@@ -28,6 +30,11 @@ class InboundMessage(models.Model):
         DEFERRED = "deferred", "Deferred (Send API unavailable)"
         EXPIRED = "expired", "Expired (outside the messaging window)"
         FAILED = "failed", "Failed"
+
+    # The one definition of which statuses end a message's life (the pipeline, the inbox, the admin
+    # and the recovery sweep all read these): a final row is never processed or requeued again.
+    FINAL_STATUSES = (Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED)
+    OPEN_STATUSES = (Status.PENDING, Status.QUEUED, Status.PROCESSING, Status.DEFERRED)
 
     # Facebook's message id; postbacks get a stable id derived from their content.
     mid = models.CharField(max_length=255, unique=True)
@@ -70,6 +77,10 @@ class InboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.mid} ({self.status})"
+
+    def log_fields(self, **extra) -> dict:
+        """The ``extra=`` of every log line about this message: its ids and the hashed PSID, never the raw one."""
+        return {"mid": self.mid, "psid_hash": hash_psid(self.psid), "inbound_id": self.id, **extra}
 
 
 class OutboundPart(models.Model):

@@ -10,6 +10,11 @@ The heartbeat thread renews the lock and an "in flight" key for the message bein
 OOM) stops renewing: within the lease its lock is free for the next job of that sender and the recovery sweep
 sees the message as stranded (``messenger.inbox.inbox_requeue``). A live worker that is merely slow
 keeps both keys alive, so nobody takes its message away from it.
+
+This module owns both keys: nobody else formats them. The recovery sweep asks
+:func:`sender_lock_held` and :func:`inflight_alive`; a worker putting back the message of a job it
+stopped frees them with :func:`sender_lease_drop`. All go through the channel's Redis
+(``messenger.queues.channel_redis``).
 """
 
 from __future__ import annotations
@@ -21,9 +26,41 @@ import threading
 import redis
 from django.conf import settings
 
-from messenger.inbox import INFLIGHT_KEY, LOCK_KEY
+from messenger.queues import channel_redis
 
 logger = logging.getLogger("messenger.ordering")
+
+# Alive while a worker holds the sender: the value is the holder's token, the TTL the lease.
+_LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
+# Alive while a worker processes the message; its absence means the worker died (or let go).
+_INFLIGHT_KEY = "messenger:inflight:{id}"
+
+
+def _lock_key(page_id: str, psid: str) -> str:
+    return _LOCK_KEY.format(page_id=page_id, psid=psid)
+
+
+def _inflight_key(inbound_id: int) -> str:
+    return _INFLIGHT_KEY.format(id=inbound_id)
+
+
+def sender_lock_held(*, page_id: str, psid: str) -> bool:
+    """Whether a live worker holds this sender (its lease has not lapsed)."""
+    return bool(channel_redis().exists(_lock_key(page_id, psid)))
+
+
+def inflight_alive(*, inbound_id: int) -> bool:
+    """Whether a live worker is processing this message (its heartbeat keeps the key alive)."""
+    return bool(channel_redis().exists(_inflight_key(inbound_id)))
+
+
+def sender_lease_drop(*, page_id: str, psid: str, inbound_id: int) -> None:
+    """Free the sender's lock and the message's in-flight key, whoever holds them.
+
+    Only for a job known to be dead or frozen for good (a worker putting back the message its stopped
+    job was answering): the next worker can start at once instead of waiting out the lease.
+    """
+    channel_redis().delete(_lock_key(page_id, psid), _inflight_key(inbound_id))
 
 
 # Renew (or release) only a lock we still own: a lock that expired and was taken by another worker
@@ -45,9 +82,9 @@ return 0
 class SenderLock:
     """The lock on one sender's messages, with a heartbeat thread while held."""
 
-    def __init__(self, connection: redis.Redis, *, page_id: str, psid: str, owner: str = "") -> None:
-        self.connection = connection
-        self.key = LOCK_KEY.format(page_id=page_id, psid=psid)
+    def __init__(self, connection: redis.Redis | None = None, *, page_id: str, psid: str, owner: str = "") -> None:
+        self.connection = connection if connection is not None else channel_redis()
+        self.key = _lock_key(page_id, psid)
         self.token = f"{owner or 'worker'}:{secrets.token_hex(8)}"
         self._inflight_id: int | None = None
         self._stop = threading.Event()
@@ -74,9 +111,9 @@ class SenderLock:
             previous, self._inflight_id = self._inflight_id, inbound_id
             pipe = self.connection.pipeline()
             if previous is not None and previous != inbound_id:
-                pipe.delete(INFLIGHT_KEY.format(id=previous))
+                pipe.delete(_inflight_key(previous))
             if inbound_id is not None:
-                pipe.set(INFLIGHT_KEY.format(id=inbound_id), self.token, ex=self.lease_s)
+                pipe.set(_inflight_key(inbound_id), self.token, ex=self.lease_s)
             pipe.execute()
 
     def _beat(self) -> None:
@@ -89,7 +126,7 @@ class SenderLock:
                         logger.error("messenger.ordering.lock-lost", extra={"lock": self.key})
                         return
                     if self._inflight_id is not None:
-                        self.connection.set(INFLIGHT_KEY.format(id=self._inflight_id), self.token, ex=self.lease_s)
+                        self.connection.set(_inflight_key(self._inflight_id), self.token, ex=self.lease_s)
             except redis.RedisError as exc:
                 # Keep beating: a short Redis outage must not end the lease early.
                 logger.warning("messenger.ordering.heartbeat-failed", extra={"error": type(exc).__name__})

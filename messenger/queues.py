@@ -1,8 +1,19 @@
-"""The rq queues of the channel, one cached ``Queue`` per name and Redis URL per process.
+"""The channel's Redis and its rq queues: the one way a channel module reaches Redis.
+
+:func:`channel_redis` is the client every channel module uses for its own keys (the sender locks and
+in-flight keys of ``messenger.ordering``, the recovery sweep's lock, rq's job registries read by the
+inbox); :func:`get_queue` gives the rq queue a job goes on, on that same client. Both are built once
+per process and Redis URL, here, from settings: ``RQ_QUEUES`` (the URL), ``REDIS_SOCKET_TIMEOUT`` and
+``REDIS_RETRY``.
 
 django-rq's ``get_queue`` opens a new Redis connection pool on every call; the webhook enqueues on
-every request, so queues are built once here (with short socket timeouts: a Redis that does not
-answer must fail the enqueue fast, and the row stays pending for recovery).
+every request, so clients and queues are cached here, with short socket timeouts: a Redis that does
+not answer must fail the enqueue fast, and the row stays pending for recovery.
+
+The history cache (``conversations.cache``), the Send API circuit breaker and the health view use
+django-redis's ``default`` cache client instead: ``CACHES``, built in settings from the same
+``REDIS_URL``, ``REDIS_SOCKET_TIMEOUT`` and ``REDIS_RETRY`` (its read timeout is the plain socket
+timeout, not the queues' five seconds).
 """
 
 from __future__ import annotations
@@ -13,14 +24,36 @@ import redis
 from django.conf import settings
 from rq import Queue
 
-from chatbot import settings as settings_module
-
 _lock = threading.Lock()
+_clients: dict[str, redis.Redis] = {}
 _queues: dict[tuple[str, str], Queue] = {}
 
 
 def queue_url(name: str) -> str:
     return settings.RQ_QUEUES[name]["URL"]
+
+
+def _client(url: str) -> redis.Redis:
+    """The Redis client for ``url``, one per process (cached per URL, so tests can re-point it)."""
+    client = _clients.get(url)
+    if client is None:
+        with _lock:
+            client = _clients.get(url)
+            if client is None:
+                timeout = settings.REDIS_SOCKET_TIMEOUT
+                client = redis.Redis.from_url(
+                    url,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=max(timeout, 5.0),
+                    retry=settings.REDIS_RETRY,
+                )
+                _clients[url] = client
+    return client
+
+
+def channel_redis() -> redis.Redis:
+    """The channel's Redis: the client of its queues (both queues live on one Redis)."""
+    return _client(queue_url(settings.MESSENGER_FAST_QUEUE))
 
 
 def get_queue(name: str) -> Queue:
@@ -29,16 +62,10 @@ def get_queue(name: str) -> Queue:
     key = (name, url)
     queue = _queues.get(key)
     if queue is None:
+        connection = _client(url)
         with _lock:
             queue = _queues.get(key)
             if queue is None:
-                timeout = settings.REDIS_SOCKET_TIMEOUT
-                connection = redis.Redis.from_url(
-                    url,
-                    socket_connect_timeout=timeout,
-                    socket_timeout=max(timeout, 5.0),
-                    retry=settings_module.redis_retry(),
-                )
                 queue = Queue(
                     name,
                     connection=connection,

@@ -7,7 +7,7 @@ extra flags. On top of rq's fork-per-job worker it adds:
   ``MESSENGER_SHUTDOWN_TIMEOUT_MS`` for the message in flight. Past that it kills the work horse and
   puts the message back on its queue, so another worker answers it. A second SIGTERM/SIGINT stops
   at once, still putting the message back. Parts already sent are recorded, so the next worker sends
-  only what is missing (``messenger.pipeline``).
+  only what is missing (``messenger.delivery``).
 - **Recovery of messages whose worker died** (SIGKILL, OOM): every
   ``MESSENGER_RECOVERY_INTERVAL_SECONDS`` (and once at start) one worker at a time runs
   ``messenger.inbox.inbox_requeue``, which finds kept messages that are not answered and have no
@@ -37,8 +37,10 @@ from django.db import close_old_connections, connections
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
-from messenger.inbox import INFLIGHT_KEY, LOCK_KEY, inbox_requeue, inbox_requeue_one
+from messenger.inbox import inbox_requeue, inbox_requeue_one
 from messenger.models import InboundMessage
+from messenger.ordering import sender_lease_drop
+from messenger.queues import channel_redis
 from observability.hashing import hash_psid
 
 logger = logging.getLogger("messenger.worker")
@@ -94,7 +96,7 @@ class MessengerWorkerMixin:
         """Requeue stranded messages; one worker at a time (a Redis lock with the interval as TTL)."""
         interval = max(1, settings.MESSENGER_RECOVERY_INTERVAL_SECONDS)
         try:
-            if not self.connection.set(SWEEP_LOCK_KEY, self.name, nx=True, ex=interval):
+            if not channel_redis().set(SWEEP_LOCK_KEY, self.name, nx=True, ex=interval):
                 return
             result = inbox_requeue(min_age=timedelta(seconds=min(10, interval)))
             if result.requeued:
@@ -154,9 +156,7 @@ class MessengerWorkerMixin:
         try:
             rows = list(InboundMessage.objects.filter(worker_name=self.name, status=InboundMessage.Status.PROCESSING))
             for row in rows:
-                self.connection.delete(
-                    LOCK_KEY.format(page_id=row.page_id, psid=row.psid), INFLIGHT_KEY.format(id=row.id)
-                )
+                sender_lease_drop(page_id=row.page_id, psid=row.psid, inbound_id=row.id)
                 inbox_requeue_one(inbound=row)
                 logger.warning(
                     "messenger.worker.put-back",

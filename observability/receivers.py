@@ -1,7 +1,7 @@
 """Receivers that record pipeline signals as observability events (connected in apps.ready).
 
-One receiver per signal of :mod:`messenger.signals`, each recording exactly one :class:`Event`
-through :func:`observability.services.event_record`, which never raises. The ``detail`` written per
+One receiver per signal of :mod:`observability.signals` (sent by the channel), each recording exactly
+one :class:`Event` through :func:`observability.services.event_record`, which never raises. The ``detail`` written per
 event type (documented in docs/observability.md):
 
 ==================== =================================================================
@@ -27,7 +27,7 @@ from typing import Any
 from django.dispatch import receiver
 from django.utils import timezone
 
-from messenger import signals
+from observability import signals
 from observability.models import Event
 from observability.services import event_record
 

@@ -11,8 +11,7 @@ from django.urls import reverse
 from conversations.admin import render_structured
 from conversations.models import Conversation, Message
 from conversations.services import device_id_for, message_append
-from conversations.structured import structured_from_reply, structured_from_tap
-from engine.types import Button, Card, QuickReply, Reply
+from conversations.structured import structured_from_tap
 from tests.conversations.helpers import PAGE_ID, T0, at, conversation_make, messages_make
 
 pytestmark = pytest.mark.django_db
@@ -149,19 +148,22 @@ def test_conversation_transcript_renders_in_order_and_escaped(admin_client):
 def test_conversation_transcript_shows_offered_and_tapped_readably(admin_client):
     """Quick replies, buttons and cards the bot offered, and the payload the user tapped, read as text."""
     conversation = conversation_make(psid="psid-rich")
-    reply = Reply(
-        text="Pick one",
-        quick_replies=(QuickReply(title="Yes <b>", payload="ANSWER_YES"),),
-        buttons=(Button(title="Website", type="web_url", url="javascript:alert(1)"),),
-        cards=(
-            Card(title="Red shoe", subtitle="Size 42", buttons=(Button(title="Buy", payload="BUY_RED"),)),
-        ),
-    )
     message_append(
         conversation=conversation,
         direction="out",
-        text=reply.text,
-        structured=structured_from_reply(reply=reply),
+        text="Pick one",
+        # What the channel stores with a sent part (messenger.outbound.part_summary).
+        structured={
+            "quick_replies": [{"content_type": "text", "title": "Yes <b>", "payload": "ANSWER_YES"}],
+            "buttons": [{"type": "web_url", "title": "Website", "url": "javascript:alert(1)"}],
+            "cards": [
+                {
+                    "title": "Red shoe",
+                    "subtitle": "Size 42",
+                    "buttons": [{"type": "postback", "title": "Buy", "payload": "BUY_RED"}],
+                }
+            ],
+        },
     )
     message_append(
         conversation=conversation,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import responses
 
 from messenger import circuit
+from tests.messenger.helpers import GRAPH, load_fixture_graph
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms; tests move it instead of sleeping
 
@@ -22,3 +24,18 @@ def clock(monkeypatch):
     fake = Clock()
     monkeypatch.setattr(circuit, "_now_ms", lambda: fake.now)
     return fake
+
+
+@pytest.fixture
+def page_token(settings):
+    """A page token set and the circuit closed: the pipeline really calls the (mocked) Send API."""
+    settings.MESSENGER_PAGE_ACCESS_TOKEN = "EAAtestpagetoken"
+    circuit.get_breaker().reset()
+
+
+@pytest.fixture
+def graph():
+    """The Graph API mocked with ``responses``: every Send API call succeeds unless a test replaces it."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(responses.POST, GRAPH, json=load_fixture_graph("send_success"))
+        yield mock

@@ -1,8 +1,17 @@
-"""Tests for messenger/queues.py: one rq queue per name and Redis URL, built to fail fast."""
+"""Tests for messenger/queues.py: one rq queue per name and Redis URL, built to fail fast, and the one
+way for the channel to reach Redis, built from settings."""
 
 from __future__ import annotations
 
-from messenger.queues import channel_queue_names, get_queue
+import ast
+from pathlib import Path
+
+from django.conf import settings
+from redis.backoff import NoBackoff
+
+from messenger.queues import channel_queue_names, channel_redis, get_queue
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_get_queue_is_built_once_per_name():
@@ -41,3 +50,37 @@ def test_default_job_timeout_comes_from_rq_queues(settings):
 def test_channel_queue_names_are_the_fast_and_slow_queues(settings):
     """Workers listen on the channel's two queues, as named in the settings."""
     assert channel_queue_names() == [settings.MESSENGER_FAST_QUEUE, settings.MESSENGER_SLOW_QUEUE]
+
+
+
+def test_channel_redis_is_the_queues_client():
+    """The sender locks and the queues share one client: what the sweep sees is what the jobs wrote."""
+    assert channel_redis() is get_queue(settings.MESSENGER_FAST_QUEUE).connection
+    assert channel_redis() is get_queue(settings.MESSENGER_SLOW_QUEUE).connection
+    assert channel_redis().ping()
+
+
+def test_channel_redis_follows_the_settings_retry_and_timeouts():
+    """One quick retry and a short connect timeout, from settings, as the cache's client has."""
+    kwargs = channel_redis().connection_pool.connection_kwargs
+    assert kwargs["socket_connect_timeout"] == settings.REDIS_SOCKET_TIMEOUT
+    retry = kwargs["retry"]
+    assert retry.get_retries() == settings.REDIS_RETRY.get_retries() == 1
+    assert isinstance(retry._backoff, NoBackoff)
+
+
+def test_no_module_imports_the_settings_module():
+    """Code reads django.conf.settings only, so override_settings and the test settings apply."""
+    offenders = []
+    for app in ("chatbot", "messenger", "conversations", "engine", "observability"):
+        for path in (ROOT / app).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module == "chatbot" and any(
+                    alias.name == "settings" for alias in node.names
+                ):
+                    offenders.append(str(path.relative_to(ROOT)))
+                if isinstance(node, ast.ImportFrom | ast.Import) and "chatbot.settings" in (
+                    [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                ):
+                    offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from messenger import signals
 from messenger.models import InboundMessage
+from observability import signals
 from observability.models import Event
 
 RAW_PSID = "7834521190654321"

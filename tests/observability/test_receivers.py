@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from messenger import signals
+from observability import signals
 from observability.hashing import hash_psid
 from observability.models import Event
 from tests.observability.helpers import RAW_PSID, make_inbound, send_journey

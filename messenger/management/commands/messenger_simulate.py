@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client, override_settings
 
 from messenger.models import InboundMessage
+from messenger.outbound import part_summary
 from messenger.pipeline import sender_drain
 from messenger.signature import compute_signature
 
@@ -26,22 +27,18 @@ DEFAULT_PAGE = "100000000000001"
 
 
 def render_part(body: dict) -> list[str]:
-    """A Send API message body as terminal lines: text, then quick replies, buttons or cards."""
-    lines: list[str] = []
-    payload = (body.get("attachment") or {}).get("payload") or {}
-    if body.get("text"):
-        lines.append(body["text"])
-    if payload.get("template_type") == "button":
-        lines.append(payload.get("text", ""))
-        lines += [f"  [{b.get('title')}] -> {b.get('payload') or b.get('url')}" for b in payload.get("buttons", [])]
-    if payload.get("template_type") == "generic":
-        for card in payload.get("elements", []):
-            lines.append(f"  | {card.get('title')}" + (f" - {card['subtitle']}" if card.get("subtitle") else ""))
-            lines += [
-                f"  |   [{b.get('title')}] -> {b.get('payload') or b.get('url')}" for b in card.get("buttons", [])
-            ]
-    if body.get("quick_replies"):
-        lines.append("  quick replies: " + "  ".join(f"[{q.get('title')}]" for q in body["quick_replies"]))
+    """A Send API message body as terminal lines: text, then buttons or cards, then quick replies.
+
+    Reads the part as the transcript does (``messenger.outbound.part_summary``), not the body's shape.
+    """
+    text, structured = part_summary(body)
+    lines = [text] if text else []
+    lines += [f"  [{b.get('title')}] -> {b.get('payload') or b.get('url')}" for b in structured.get("buttons", [])]
+    for card in structured.get("cards", []):
+        lines.append(f"  | {card.get('title')}" + (f" - {card['subtitle']}" if card.get("subtitle") else ""))
+        lines += [f"  |   [{b.get('title')}] -> {b.get('payload') or b.get('url')}" for b in card.get("buttons", [])]
+    if structured.get("quick_replies"):
+        lines.append("  quick replies: " + "  ".join(f"[{q.get('title')}]" for q in structured["quick_replies"]))
     return lines
 
 

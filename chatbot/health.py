@@ -1,4 +1,8 @@
-"""``/healthz``: is the database there, is Redis there. Load balancers and ops read it."""
+"""``/healthz``: is the database there, is Redis there. Load balancers and ops read it.
+
+The project's view (not the channel's): it answers for the whole deployment. Redis is asked through
+the default cache's client (``CACHES``), on the same ``REDIS_URL`` the queues use.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 from django_redis import get_redis_connection
 
-logger = logging.getLogger("messenger.health")
+logger = logging.getLogger("chatbot.health")
 
 
 def _check_database() -> str | None:
@@ -18,7 +22,7 @@ def _check_database() -> str | None:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"; it is reported
-        logger.warning("messenger.health.database-down", extra={"error": type(exc).__name__})
+        logger.warning("chatbot.health.database-down", extra={"error": type(exc).__name__})
         return type(exc).__name__
     return None
 
@@ -27,7 +31,7 @@ def _check_redis() -> str | None:
     try:
         get_redis_connection("default").ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"; it is reported
-        logger.warning("messenger.health.redis-down", extra={"error": type(exc).__name__})
+        logger.warning("chatbot.health.redis-down", extra={"error": type(exc).__name__})
         return type(exc).__name__
     return None
 

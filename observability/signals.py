@@ -1,9 +1,11 @@
-"""Signals the message pipeline sends at each step; ``observability`` records them.
+"""The pipeline's signals: observability's vocabulary, one per ``observability.Event`` type.
 
-Every signal is sent with ``sender=`` the module that emits it and keyword arguments:
+They are defined here, at the bottom of the project, so the channel (``messenger``) sends them and
+``observability`` records them (:mod:`observability.receivers`) without importing any app above it.
+Every signal is sent with ``sender=`` the function that emits it and keyword arguments:
 
-- ``message_received``: ``inbound`` (messenger.models.InboundMessage), ``latency_ms`` (time the
-  webhook took to keep it, may be ``None``).
+- ``message_received``: ``inbound`` (the kept inbound message: a ``messenger.models.InboundMessage``,
+  read duck-typed), ``latency_ms`` (time the webhook took to keep it, may be ``None``).
 - ``intent_classified``: ``inbound``, ``intent`` (str), ``confidence`` (float), ``latency_ms``.
 - ``response_generated``: ``inbound``, ``intent``, ``part_count`` (int), ``latency_ms``, ``timed_out``.
 - ``response_sent``: ``inbound``, ``part_count``, ``latency_ms`` (this step), ``end_to_end_ms``
@@ -21,6 +23,8 @@ import logging
 
 from django.dispatch import Signal
 
+# The log name ops already alert on (``messenger.signals.receiver-failed``, docs/observability.md):
+# kept as it was when the signals lived in the channel, so moving them changes no log line.
 logger = logging.getLogger("messenger.signals")
 
 message_received = Signal()

@@ -1,4 +1,4 @@
-"""``/healthz`` reports the database and Redis."""
+"""Tests for chatbot/health.py: ``/healthz`` reports the database and Redis."""
 
 from __future__ import annotations
 
