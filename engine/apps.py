@@ -1,3 +1,5 @@
+"""The engine app's configuration."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,5 @@
+"""The messenger app's configuration: at start-up it hands Facebook's reply limits down to the engine."""
+
 from django.apps import AppConfig
 
 

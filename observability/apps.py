@@ -1,3 +1,5 @@
+"""The observability app's configuration: at start-up it connects the receivers of the pipeline's signals."""
+
 from django.apps import AppConfig
 
 
