@@ -206,6 +206,8 @@ OBSERVABILITY_PSID_HASH_KEY = env.str(
     "OBSERVABILITY_PSID_HASH_KEY",
     default=hashlib.sha256(("observability-psid:" + SECRET_KEY).encode()).hexdigest(),
 )
+# Bearer token of /metrics (docs/operating.md); empty turns the endpoint off (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
