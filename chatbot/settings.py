@@ -233,6 +233,15 @@ LOGGING = {
     },
 }
 
+# --- Sentry (docs/operating.md) ------------------------------------------------------------------
+# Set: the web and the workers report errors to Sentry, scrubbed of tokens, secrets and raw PSIDs.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+if SENTRY_DSN:
+    from chatbot.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
+
 # --- Benchmarks only -----------------------------------------------------------------------------
 # Exposes a bare DRF view at /bench/baseline so bench/ingress.py can measure the framework's floor.
 BENCH_BASELINE_ROUTE = env.bool("BENCH_BASELINE_ROUTE", default=False)
