@@ -3,7 +3,7 @@
 Separate from :mod:`observability.receivers` (which writes Event rows) because the two answer
 different questions and fail differently: an Event row is the per-message record that retention
 prunes; these are monotonic totals in Redis that a scraper turns into rates. Each receiver costs one
-pipelined Redis round trip and never raises (:mod:`observability.metrics`).
+Redis round trip and never raises (:mod:`observability.metrics`).
 
 ==================== ======================================================================
 signal               counted as

@@ -22,12 +22,12 @@ which a Prometheus ``rate()`` treats as a counter reset):
   never show a count that disagrees with its ``+Inf`` bucket.
 
 Writing (:func:`reply_sent_count`, :func:`send_failure_count`, :func:`webhook_answer_count`) costs
-one pipelined round trip and never raises: a counter must not fail or hold up a request or a job.
-A failure is logged at DEBUG, at most once a minute per process (a Redis outage is already loud in
-``/healthz`` and the circuit breaker's logs), and Redis is then left alone for
-:data:`REDIS_DOWN_BACKOFF_S`, so a dead Redis costs the webhook one failed round trip in five
-seconds, not one per request. Counts made in that window are lost; the counters undercount, never
-overcount.
+one round trip (one ``HINCRBY``; a pipeline of three for a reply) and never raises: a counter must
+not fail or hold up a request or a job. A failure is logged at DEBUG, at most once a minute per
+process (a Redis outage is already loud in ``/healthz`` and the circuit breaker's logs), and Redis
+is then left alone for :data:`REDIS_DOWN_BACKOFF_S`, so a dead Redis costs the webhook one failed
+round trip in five seconds, not one per request. Counts made in that window are lost; the counters
+undercount, never overcount.
 
 Reading (:func:`counters_read`) raises ``RedisError``; the ``/metrics`` collector reports the source
 as down instead of failing the whole scrape.
@@ -93,15 +93,13 @@ def _latency_field(seconds: float) -> str:
     return _INF
 
 
-def _write(operation: str, fill: Callable[[object], None]) -> bool:
-    """Run the commands ``fill`` queues on one MULTI/EXEC pipeline; False (never raises) on failure."""
+def _write(operation: str, action: Callable[[object], object]) -> bool:
+    """Run ``action`` on the Redis client (one round trip); False (never raises) on failure."""
     global _redis_down_until
     if time.monotonic() < _redis_down_until:
         return False
     try:
-        pipe = _redis().pipeline(transaction=True)
-        fill(pipe)
-        pipe.execute()
+        action(_redis())
     except Exception as exc:  # noqa: BLE001 - a counter must never break a request or a job
         with _state_lock:
             _redis_down_until = time.monotonic() + REDIS_DOWN_BACKOFF_S
@@ -141,19 +139,25 @@ def reply_sent_count(*, latency_s: float | None) -> bool:
         # Checked before clamping: max(0.0, nan) is 0.0, which would count a bogus 0 s reply.
         seconds = max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
 
-    def fill(pipe) -> None:
+    def write(client) -> None:
+        if seconds is None:
+            client.hincrby(SEND_OUTCOMES_KEY, OUTCOME_OK, 1)
+            return
+        # One round trip, no MULTI/EXEC: a histogram's count is derived from its buckets when read,
+        # so a scrape between these commands can at worst see this reply's sum a moment early.
+        pipe = client.pipeline(transaction=False)
         pipe.hincrby(SEND_OUTCOMES_KEY, OUTCOME_OK, 1)
-        if seconds is not None:
-            pipe.hincrby(REPLY_LATENCY_KEY, _latency_field(seconds), 1)
-            pipe.hincrbyfloat(REPLY_LATENCY_KEY, _SUM, seconds)
+        pipe.hincrby(REPLY_LATENCY_KEY, _latency_field(seconds), 1)
+        pipe.hincrbyfloat(REPLY_LATENCY_KEY, _SUM, seconds)
+        pipe.execute()
 
-    return _write("reply_sent", fill)
+    return _write("reply_sent", write)
 
 
 def send_failure_count(*, error_kind: str) -> bool:
     """Count one send that failed, under its error class (``SendError``'s kind). Never raises."""
     label = _outcome_label(error_kind)
-    return _write("send_failed", lambda pipe: pipe.hincrby(SEND_OUTCOMES_KEY, label, 1))
+    return _write("send_failed", lambda client: client.hincrby(SEND_OUTCOMES_KEY, label, 1))
 
 
 def webhook_answer_count(*, method: str, status: int) -> bool:
@@ -165,7 +169,7 @@ def webhook_answer_count(*, method: str, status: int) -> bool:
     except (TypeError, ValueError):
         code = 0
     code = code if 100 <= code <= 599 else 0
-    return _write("webhook_answer", lambda pipe: pipe.hincrby(WEBHOOK_ANSWERS_KEY, f"{method} {code}", 1))
+    return _write("webhook_answer", lambda client: client.hincrby(WEBHOOK_ANSWERS_KEY, f"{method} {code}", 1))
 
 
 @dataclass(frozen=True)
