@@ -287,3 +287,10 @@ def test_metrics_without_database_still_report_redis(client, monkeypatch):
     assert "messenger_inbox_messages" not in samples
     assert "messenger_queue_jobs" in samples
     assert by(samples["messenger_metrics_source_up"], "source") == {"database": 0.0, "redis": 1.0}
+
+
+def test_django_rq_metrics_stay_staff_only(client):
+    """prometheus-client also turns on django-rq's /django-rq/metrics: without staff or RQ_API_TOKEN, 401."""
+    response = client.get("/django-rq/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 401
+    assert b"rq_jobs" not in response.content
