@@ -206,6 +206,8 @@ OBSERVABILITY_PSID_HASH_KEY = env.str(
     "OBSERVABILITY_PSID_HASH_KEY",
     default=hashlib.sha256(("observability-psid:" + SECRET_KEY).encode()).hexdigest(),
 )
+# Bearer token of /metrics (docs/operating.md); empty turns the endpoint off (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
@@ -230,6 +232,15 @@ LOGGING = {
         "rq": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+# --- Sentry (docs/operating.md) ------------------------------------------------------------------
+# Set: the web and the workers report errors to Sentry, scrubbed of tokens, secrets and raw PSIDs.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+if SENTRY_DSN:
+    from chatbot.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
 
 # --- Benchmarks only -----------------------------------------------------------------------------
 # Exposes a bare DRF view at /bench/baseline so bench/ingress.py can measure the framework's floor.

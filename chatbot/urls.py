@@ -6,11 +6,13 @@ from django.urls import include, path
 
 from chatbot.health import healthz
 from messenger import legacy, views
+from messenger.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("messenger/webhook", legacy.webhook_v1, name="messenger-webhook-v1"),
     path("messenger/v2/webhook", views.WebhookV2View.as_view(), name="messenger-webhook-v2"),
 ]

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from messenger import inbox
 from messenger.parsing import PayloadError, UnsupportedObject, parse_webhook
 from messenger.signature import SIGNATURE_HEADER, check_signature
+from observability.metrics import webhook_answer_count
 
 logger = logging.getLogger("messenger.webhook")
 
@@ -33,6 +34,20 @@ class WebhookV2View(APIView):
     authentication_classes: list = []
     permission_classes: list = []
     parser_classes: list = []  # the body is read raw: the signature covers bytes, not parsed JSON
+
+    def dispatch(self, request, *args, **kwargs):
+        """Answer as the handlers do, and count the answer's status for /metrics.
+
+        The count is one Redis round trip that never raises (observability.metrics); an exception
+        that escapes the view is counted as the 500 Django will answer, then re-raised unchanged.
+        """
+        try:
+            response = super().dispatch(request, *args, **kwargs)
+        except Exception:
+            webhook_answer_count(method=request.method, status=500)
+            raise
+        webhook_answer_count(method=request.method, status=response.status_code)
+        return response
 
     def get(self, request):
         params = request.query_params

@@ -8,5 +8,6 @@ class ObservabilityConfig(AppConfig):
     name = "observability"
 
     def ready(self) -> None:
-        # Connect the receivers that turn pipeline signals into Event rows.
-        from observability import receivers  # noqa: F401
+        # Connect the receivers that turn pipeline signals into Event rows (receivers) and into the
+        # /metrics counters in Redis (metric_receivers).
+        from observability import metric_receivers, receivers  # noqa: F401

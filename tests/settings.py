@@ -14,5 +14,7 @@ os.environ.setdefault("MESSENGER_VERIFY_TOKEN", "test-verify-token")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-for-the-test-suite-only")
 os.environ.setdefault("MESSENGER_PAGE_ACCESS_TOKEN", "")
 os.environ.setdefault("CHATBOT_ENGINE", "rules")
+# Forced, not defaulted: a developer's own SENTRY_DSN must never receive the test suite's errors.
+os.environ["SENTRY_DSN"] = ""
 
 from chatbot.settings import *  # noqa: F403
