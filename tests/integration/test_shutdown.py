@@ -127,8 +127,8 @@ def test_ordering_with_two_workers_one_user_twenty_messages(post_webhook, fake, 
 
 
 def test_burst_with_workers_killed_at_random_answers_every_message_once(post_webhook, fake, workers):
-    """200 messages from 20 users while workers are SIGKILLed and restarted at random (seeded) every few
-    hundred milliseconds: every message is answered exactly once.
+    """200 messages from 20 users while workers are SIGKILLed 12 times and restarted, at random (seeded)
+    every few hundred milliseconds: every message is answered exactly once.
 
     ``kill -9`` hits the rqworker process and its scheduler (its process group); rq runs each job in a
     work horse of its own process group, which finishes the message in hand. A horse killed mid-send is
@@ -141,19 +141,19 @@ def test_burst_with_workers_killed_at_random_answers_every_message_once(post_web
     for i in range(200):
         post_webhook(text_body(f"burst {i:03d}", mid=f"m_b{i}", psid=f"73{i % 20:014d}", ts_ms=base + i))
 
-    deadline = time.monotonic() + 90
-    kills = 0
-    while time.monotonic() < deadline:
-        if InboundMessage.objects.filter(status="answered").count() == 200:
-            break
+    # A fixed storm (the same seeded kills on a busy machine as on an idle one), then the last workers
+    # finish the rest: a busy machine makes the test slower, not red.
+    storm_kills = 12
+    for _ in range(storm_kills):
         time.sleep(rng.uniform(0.2, 0.6))
         victim = rng.randrange(len(pool))
         pool[victim].kill_hard(with_horse=False)
-        kills += 1
         pool[victim] = workers(env)
+    wait_until(
+        lambda: InboundMessage.objects.filter(status="answered").count() == 200, 180, message="all 200 answered"
+    )
     statuses = Counter(InboundMessage.objects.values_list("status", flat=True))
     assert statuses == {"answered": 200}, statuses
     counts = Counter(fake.replies())
     assert set(counts) == {f"echo: burst {i:03d}" for i in range(200)}
     assert max(counts.values()) == 1, [r for r, n in counts.items() if n > 1]
-    assert kills >= 3
