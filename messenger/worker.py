@@ -39,6 +39,7 @@ from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from messenger.inbox import INFLIGHT_KEY, LOCK_KEY, inbox_requeue, inbox_requeue_one
 from messenger.models import InboundMessage
+from messenger.retention import prune_schedule_ensure
 from observability.hashing import hash_psid
 
 logger = logging.getLogger("messenger.worker")
@@ -69,6 +70,7 @@ class MessengerWorkerMixin:
         super().bootstrap(*args, **kwargs)
         self.warm_up()
         self.recovery_sweep()
+        prune_schedule_ensure()  # the daily retention job (messenger.retention); never raises
 
     def warm_up(self) -> None:
         """Build what every job needs once, here, so each forked work horse inherits it ready.
