@@ -54,3 +54,6 @@ class InboundMessageAdmin(admin.ModelAdmin):
             inbox_requeue_one(inbound=row)
             requeued += 1
         self.message_user(request, f"Requeued {requeued}; left {skipped} that are already final.", messages.INFO)
+
+# The "Forget these users" action, here and on conversations (messenger.forget_admin).
+from messenger import forget_admin  # noqa: E402, F401
