@@ -156,6 +156,11 @@ REST_FRAMEWORK = {
 MESSENGER_APP_SECRET = env.str("MESSENGER_APP_SECRET", default="")
 MESSENGER_VERIFY_TOKEN = env.str("MESSENGER_VERIFY_TOKEN", default="")
 MESSENGER_PAGE_ACCESS_TOKEN = env.str("MESSENGER_PAGE_ACCESS_TOKEN", default="")
+# The page that MESSENGER_PAGE_ACCESS_TOKEN belongs to, and this app's id (messenger_check compares both).
+MESSENGER_PAGE_ID = env.str("MESSENGER_PAGE_ID", default="")
+MESSENGER_APP_ID = env.str("MESSENGER_APP_ID", default="")
+# The public URL Facebook posts to; messenger_check asks it for the verification challenge.
+MESSENGER_WEBHOOK_URL = env.str("MESSENGER_WEBHOOK_URL", default="")
 MESSENGER_GRAPH_API_URL = env.str(
     "MESSENGER_GRAPH_API_URL", default="https://graph.facebook.com/v25.0"
 ).rstrip("/")
@@ -176,6 +181,13 @@ MESSENGER_LONG_TEXT_CHARS = env.int("MESSENGER_LONG_TEXT_CHARS", default=200)
 MESSENGER_RECOVERY_INTERVAL_SECONDS = env.int("MESSENGER_RECOVERY_INTERVAL_SECONDS", default=15)
 # A worker's hold on a sender (and on its message in flight) lapses this long after its last heartbeat.
 MESSENGER_LEASE_SECONDS = env.int("MESSENGER_LEASE_SECONDS", default=10)
+
+# Retention (docs/operations-commands.md): days a finished inbound row (its raw body and reply parts)
+# and an observability event are kept; 0 keeps them for ever. Transcripts have their own, longer one.
+MESSENGER_RETENTION_DAYS = env.int("MESSENGER_RETENTION_DAYS", default=90)
+CONVERSATIONS_RETENTION_DAYS = env.int("CONVERSATIONS_RETENTION_DAYS", default=365)
+# Rows deleted per statement (each batch its own short transaction, so the webhook never waits long).
+MESSENGER_PRUNE_BATCH_SIZE = env.int("MESSENGER_PRUNE_BATCH_SIZE", default=1000)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, MESSENGER_MAX_BODY_BYTES + 1)
 

@@ -160,9 +160,13 @@ def history_push(*, conversation_id: int, item: dict) -> None:
         _unavailable(exc, conversation_id=conversation_id, op="push")
 
 
-def history_forget(*, conversation_id: int) -> None:
-    """Drop a conversation's cached history (it expired); the key would time out anyway."""
+def history_forget(*, conversation_id: int) -> int:
+    """Drop a conversation's cached history (it expired, or its user is forgotten).
+
+    Returns how many keys were deleted (0 or 1; 0 with Redis down, logged).
+    """
     try:
-        get_redis_connection(CACHE_ALIAS).delete(history_key(conversation_id=conversation_id))
+        return int(get_redis_connection(CACHE_ALIAS).delete(history_key(conversation_id=conversation_id)))
     except RedisError as exc:
         _unavailable(exc, conversation_id=conversation_id, op="forget")
+        return 0

@@ -400,3 +400,41 @@ def conversation_mark_unreachable(*, conversation: Conversation) -> Conversation
         allowed_from=(Conversation.Status.ACTIVE,),
         event="conversations.unreachable",
     )
+
+
+# --- retention and erasure (called by the channel's prune and forget services) -------------------
+
+
+def conversations_prune(*, before: datetime, batch_size: int, dry_run: bool = False) -> tuple[int, int]:
+    """Delete conversations inactive since before ``before``, and their messages, in batches.
+
+    Returns ``(conversations, messages)`` deleted (or, with ``dry_run``, that would be). Messages go
+    first, ``batch_size`` per short transaction (select ids, delete by id); then the conversations.
+    """
+    old = Conversation.objects.filter(last_activity_at__lt=before)
+    old_messages = Message.objects.filter(conversation__last_activity_at__lt=before)
+    if dry_run:
+        return old.count(), old_messages.count()
+    counts = [0, 0]
+    for index, (model, queryset) in enumerate(((Message, old_messages), (Conversation, old))):
+        while True:
+            with transaction.atomic():
+                ids = list(queryset.order_by().values_list("id", flat=True)[:batch_size])
+                if not ids:
+                    break
+                counts[index] += model.objects.filter(id__in=ids).delete()[1].get(model._meta.label, 0)
+    messages, conversations = counts
+    return conversations, messages
+
+
+def conversations_forget(*, page_id: str, psid: str) -> tuple[int, int, int]:
+    """Delete every conversation of one user, their messages and cached histories.
+
+    Returns ``(conversations, messages, cache_keys)``. The cache keys go at once, not on commit:
+    a cache emptied by a transaction that then rolls back costs one database read, nothing more.
+    """
+    ids = list(Conversation.objects.filter(page_id=page_id, psid=psid).values_list("id", flat=True))
+    messages = Message.objects.filter(conversation_id__in=ids).delete()[0]
+    conversations = Conversation.objects.filter(id__in=ids).delete()[1].get(Conversation._meta.label, 0)
+    keys = sum(cache.history_forget(conversation_id=conversation_id) for conversation_id in ids)
+    return conversations, messages, keys

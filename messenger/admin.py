@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from messenger.forget_admin import forget_users
 from messenger.inbox import inbox_requeue_one
 from messenger.models import InboundMessage, OutboundPart
 
@@ -31,7 +32,8 @@ class InboundMessageAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_select_related = False
     inlines = [OutboundPartInline]
-    actions = ["requeue_selected"]
+    # "Forget these users" is on the conversation list too (messenger.forget_admin adds it there).
+    actions = ["requeue_selected", forget_users]
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]

@@ -212,16 +212,18 @@ def graph_request(
     data: bytes | None = None,
     params: dict | None = None,
     headers: dict | None = None,
+    token: str | None = None,
 ) -> GraphResponse:
     """One HTTP call to the Graph API over the pooled session, authenticated with the page token.
 
     Precondition: a page token is configured (:func:`graph_token`); callers check first, because a
     missing token means a dry run to the Send API and an error to the profile command. Send ``json``
     (serialised by ``requests``) or ``data`` (bytes sent as they are, with the caller's
-    ``Content-Type``). Never retries. Raises :class:`GraphUnreachable` when there is no answer; any
+    ``Content-Type``). ``token`` is another page's token (``messenger.pages``); by default the
+    configured one. Never retries. Raises :class:`GraphUnreachable` when there is no answer; any
     answer, error or not, is returned.
     """
-    token = graph_token()
+    token = token or graph_token()
     if not token:
         raise ValueError("graph_request needs MESSENGER_PAGE_ACCESS_TOKEN; check graph_token() first")
     # One auth header, always ours: a caller's own Authorization could not mean anything else.

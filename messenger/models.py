@@ -73,6 +73,15 @@ class InboundMessage(models.Model):
         indexes = [
             models.Index(fields=["page_id", "psid", "fb_timestamp", "id"], name="inbound_sender_idx"),
             models.Index(fields=["status", "received_at"], name="inbound_status_idx"),
+            # A sender's open rows only (messenger.retention.inbound_next_open): the drain's lookup
+            # stays a few index entries however long that sender's history grows.
+            models.Index(
+                fields=["page_id", "psid", "fb_timestamp", "id"],
+                condition=models.Q(status__in=["pending", "queued", "processing", "deferred"]),
+                name="inbound_sender_open_idx",
+            ),
+            # Retention walks finished rows oldest first (messenger.retention.inbound_prune).
+            models.Index(fields=["finished_at"], name="inbound_finished_idx"),
         ]
 
     def __str__(self) -> str:

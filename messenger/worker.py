@@ -41,6 +41,7 @@ from messenger.inbox import inbox_requeue, inbox_requeue_one
 from messenger.models import InboundMessage
 from messenger.ordering import sender_lease_drop
 from messenger.queues import channel_redis
+from messenger.retention import prune_schedule_ensure
 from observability.hashing import hash_psid
 
 logger = logging.getLogger("messenger.worker")
@@ -71,6 +72,7 @@ class MessengerWorkerMixin:
         super().bootstrap(*args, **kwargs)
         self.warm_up()
         self.recovery_sweep()
+        prune_schedule_ensure()  # the daily retention job (messenger.retention); never raises
 
     def warm_up(self) -> None:
         """Build what every job needs once, here, so each forked work horse inherits it ready.

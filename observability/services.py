@@ -1,6 +1,6 @@
 """Writing observability events.
 
-One public service, :func:`event_record`, turns one pipeline step into one :class:`Event` row. Its
+:func:`event_record` turns one pipeline step into one :class:`Event` row. Its
 contract is that recording can never break or hold up the handling of a message:
 
 - inside a caller's transaction the insert runs in a savepoint (``transaction.atomic()``), so a
@@ -11,15 +11,20 @@ contract is that recording can never break or hold up the handling of a message:
   ``psid_hash``) and swallowed: the function returns ``None`` instead of raising.
 
 The raw PSID is hashed here with :func:`observability.hashing.hash_psid` and never stored.
+
+:func:`events_prune` (retention) and :func:`events_forget` (one user's erasure) delete events; the
+Messenger channel calls them from its own prune and forget services, this app never calls up.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime
 from typing import Any, Protocol
 
 from django.db import transaction
+from django.db.models import Q
 
 from observability.hashing import hash_psid
 from observability.models import Event
@@ -115,3 +120,32 @@ def event_record(
             },
         )
         return None
+
+
+def events_prune(*, before: datetime, batch_size: int, dry_run: bool = False) -> int:
+    """Delete events created before ``before``, ``batch_size`` at a time; return how many (would) go.
+
+    Each batch is its own short transaction (select ids, delete by id), so the table that every
+    pipeline step writes to is never locked for long. ``dry_run`` only counts.
+    """
+    old = Event.objects.filter(created_at__lt=before)
+    if dry_run:
+        return old.count()
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(old.order_by().values_list("id", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            deleted += Event.objects.filter(id__in=ids).delete()[0]
+
+
+def events_forget(*, psid_hash: str, inbound_ids: list[int], conversation_ids: list[int]) -> int:
+    """Delete every event about one user: carrying their ``psid_hash``, or one of their rows' ids.
+
+    The ids catch an event recorded without a hash (none should be). Returns how many were deleted.
+    """
+    about = Q(inbound_id__in=inbound_ids) | Q(conversation_id__in=conversation_ids)
+    if psid_hash:
+        about |= Q(psid_hash=psid_hash)
+    return Event.objects.filter(about).delete()[0]

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from conversations import services
+from conversations import cache, services
 from conversations.models import Conversation, Message
 from conversations.selectors import history_recent
 from conversations.services import (
@@ -387,3 +387,34 @@ def test_conversation_mark_unreachable_only_changes_active():
 
     assert conversation_mark_unreachable(conversation=active).status == Conversation.Status.UNREACHABLE
     assert conversation_mark_unreachable(conversation=human).status == Conversation.Status.HANDED_OVER
+
+
+def test_conversations_prune_deletes_inactive_conversations_and_their_messages():
+    """Conversations inactive before the cutoff go with their messages; a dry run only counts."""
+    old = conversation_make(psid="prune-old", status=Conversation.Status.EXPIRED, last=at(0))
+    messages_make(conversation=old, count=3, start=at(-10))
+    recent = conversation_make(psid="prune-new", last=at(100))
+    messages_make(conversation=recent, count=2, start=at(99))
+
+    assert services.conversations_prune(before=at(50), batch_size=2, dry_run=True) == (1, 3)
+    assert services.conversations_prune(before=at(50), batch_size=2) == (1, 3)
+    assert list(Conversation.objects.values_list("id", flat=True)) == [recent.id]
+    assert Message.objects.filter(conversation=recent).count() == 2 and Message.objects.count() == 2
+
+
+def test_conversations_forget_deletes_one_users_rows_and_cached_history(redis_conn):
+    """Every conversation of the user, its messages and cache keys go; another user's stay."""
+    gone = [
+        conversation_make(psid="forget-me", status=Conversation.Status.EXPIRED),
+        conversation_make(psid="forget-me"),
+    ]
+    for talk in gone:
+        messages_make(conversation=talk, count=2)
+        cache.history_prime_empty(conversation_id=talk.id)
+    kept = conversation_make(psid="keep-me")
+    cache.history_prime_empty(conversation_id=kept.id)
+
+    assert services.conversations_forget(page_id=PAGE_ID, psid="forget-me") == (2, 4, 2)
+    assert list(Conversation.objects.values_list("psid", flat=True)) == ["keep-me"]
+    assert not any(redis_conn.exists(cache.history_key(conversation_id=talk.id)) for talk in gone)
+    assert redis_conn.exists(cache.history_key(conversation_id=kept.id))

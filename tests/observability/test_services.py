@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from observability.hashing import hash_psid
 from observability.models import Event
-from observability.services import event_record
+from observability.services import event_record, events_forget, events_prune
 from tests.observability.helpers import RAW_PSID
 
 pytestmark = pytest.mark.django_db
@@ -76,3 +79,30 @@ def test_event_record_without_inbound_records_blank_references():
     event = event_record(event_type=Event.Type.MESSAGE_EXPIRED, detail={"reason": "too_old"})
 
     assert (event.inbound_id, event.mid, event.psid_hash) == (None, "", "")
+
+
+def test_events_prune_deletes_only_older_events_in_batches():
+    """Events before the cutoff go, ``batch_size`` per DELETE; later ones stay; a dry run counts."""
+    cutoff = timezone.now()
+    before = cutoff - timedelta(seconds=1)
+    old = [Event.objects.create(event_type="response_sent", created_at=before) for _ in range(5)]
+    kept = Event.objects.create(event_type="response_sent", created_at=cutoff)
+    assert events_prune(before=cutoff, batch_size=2, dry_run=True) == len(old)
+    with CaptureQueriesContext(connection) as captured:
+        assert events_prune(before=cutoff, batch_size=2) == len(old)
+    assert sum(q["sql"].startswith("DELETE") for q in captured.captured_queries) == 3
+    assert list(Event.objects.values_list("id", flat=True)) == [kept.id]
+
+
+def test_events_forget_deletes_by_hash_or_row_ids_only():
+    """A user's events go by their hash, or by their inbound/conversation ids; others stay."""
+    by_hash = event_record(event_type=Event.Type.MESSAGE_RECEIVED, inbound=_inbound(id=1, conversation_id=None))
+    by_inbound = Event.objects.create(event_type="response_sent", inbound_id=2)
+    by_conversation = Event.objects.create(event_type="response_sent", conversation_id=3)
+    other = event_record(event_type=Event.Type.MESSAGE_RECEIVED, inbound=_inbound(id=9, psid="someone-else"))
+
+    deleted = events_forget(psid_hash=hash_psid(RAW_PSID), inbound_ids=[2], conversation_ids=[3])
+
+    assert deleted == 3
+    assert list(Event.objects.values_list("id", flat=True)) == [other.id]
+    assert {by_hash.id, by_inbound.id, by_conversation.id}.isdisjoint(Event.objects.values_list("id", flat=True))
