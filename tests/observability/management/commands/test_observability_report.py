@@ -40,7 +40,7 @@ def test_observability_report_json_output_parses_with_stable_keys():
 
     assert list(report) == [
         "window", "percentiles_computed_in", "total_events", "counts", "success", "latency_ms",
-        "end_to_end_ms",
+        "end_to_end_ms", "graph_usage",
     ]
     assert report["window"]["minutes"] == 30
     assert report["total_events"] == 3
