@@ -20,7 +20,7 @@ def test_healthz_ok_when_database_and_redis_answer(client):
     """Both up: 200 with JSON saying so."""
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}, "pages": {}}
 
 
 def test_healthz_names_redis_when_it_is_down(client):
