@@ -170,6 +170,10 @@ MESSENGER_MAX_RETRIES = env.int("MESSENGER_MAX_RETRIES", default=3)
 MESSENGER_RETRY_BASE_MS = env.int("MESSENGER_RETRY_BASE_MS", default=1000)
 MESSENGER_CIRCUIT_FAILURE_THRESHOLD = env.int("MESSENGER_CIRCUIT_FAILURE_THRESHOLD", default=5)
 MESSENGER_CIRCUIT_COOLDOWN_MS = env.int("MESSENGER_CIRCUIT_COOLDOWN_MS", default=30000)
+# A throttled answer's estimate of when access returns opens the circuit for that long, at most this.
+MESSENGER_USAGE_MAX_COOLDOWN_MS = env.int("MESSENGER_USAGE_MAX_COOLDOWN_MS", default=3_600_000)
+# While a page's token is failing: one probe send per period, and parked messages retry this often.
+MESSENGER_TOKEN_RECHECK_MS = env.int("MESSENGER_TOKEN_RECHECK_MS", default=60_000)
 MESSENGER_SHUTDOWN_TIMEOUT_MS = env.int("MESSENGER_SHUTDOWN_TIMEOUT_MS", default=10000)
 MESSENGER_HISTORY_LIMIT = env.int("MESSENGER_HISTORY_LIMIT", default=10)
 MESSENGER_CONVERSATION_TTL_SECONDS = env.int("MESSENGER_CONVERSATION_TTL_SECONDS", default=3600)

@@ -26,7 +26,9 @@ hosts; skew of a few ms is irrelevant against a cooldown of seconds). Tests patc
 What counts: the caller decides (see ``messenger.send_api``): transient, rate-limited and auth
 failures are API failures (:meth:`CircuitBreaker.record_failure`); a success resets the count
 (:meth:`CircuitBreaker.record_success`). A late success or failure of a call admitted before the
-circuit opened does not move an open circuit: only the probe decides.
+circuit opened does not move an open circuit: only the probe decides. A throttled answer that says
+when access returns (``messenger.usage``) opens the circuit at once for that long, or pushes the end
+of an open circuit later: ``record_failure(permit, cooldown_ms=...)``, the same one script.
 
 Redis down: the breaker *fails open*. An unreachable Redis must not stop replies, so ``acquire``
 allows the call, and nothing is recorded; the failure logs ``messenger.circuit.redis-unavailable``.
@@ -75,8 +77,9 @@ redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2]))
 return {1, 1, 0}
 """
 
-# KEYS[1] = state hash; ARGV = now_ms, 'success'|'failure', is_probe (0/1), threshold, cooldown_ms.
-# Returns the transition: 'none', 'opened', 'reopened' or 'closed'.
+# KEYS[1] = state hash; ARGV = now_ms, 'success'|'failure', is_probe (0/1), threshold, cooldown_ms,
+# open_now (0/1: a failure that says how long to wait opens at once, or pushes an open circuit's end).
+# Returns the transition: 'none', 'opened', 'reopened', 'extended' or 'closed'.
 _RECORD_LUA = """
 local now = tonumber(ARGV[1])
 local is_probe = ARGV[3] == '1'
@@ -96,11 +99,16 @@ if is_probe then
   redis.call('HSET', KEYS[1], 'opened_until', now + tonumber(ARGV[5]), 'probe_until', 0)
   return 'reopened'
 end
+local until_ms = now + tonumber(ARGV[5])
 if opened_until > 0 then
+  if ARGV[6] == '1' and until_ms > opened_until then
+    redis.call('HSET', KEYS[1], 'opened_until', until_ms)
+    return 'extended'
+  end
   return 'none'
 end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-if failures >= tonumber(ARGV[4]) then
+if failures >= tonumber(ARGV[4]) or ARGV[6] == '1' then
   redis.call('HSET', KEYS[1], 'opened_until', now + tonumber(ARGV[5]), 'probe_until', 0)
   return 'opened'
 end
@@ -166,12 +174,23 @@ class CircuitBreaker:
         """Report a call that reached the API and was answered; returns the transition name."""
         return self._record(permit, "success")
 
-    def record_failure(self, permit: Permit) -> str:
+    def record_failure(self, permit: Permit, *, cooldown_ms: int | None = None) -> str:
         """Report an API failure (transient, rate limit, auth); returns the transition name.
 
-        ``"opened"`` or ``"reopened"`` tell the caller the circuit is now open: stop retrying.
+        ``"opened"``, ``"reopened"`` or ``"extended"`` tell the caller the circuit is now open: stop
+        retrying. ``cooldown_ms`` (Facebook said how long to wait: ``messenger.usage``) opens the
+        circuit at once for that long, whatever the count, or pushes the end of an open circuit
+        later (never earlier); ``None`` is the usual count and ``MESSENGER_CIRCUIT_COOLDOWN_MS``.
         """
-        return self._record(permit, "failure")
+        return self._record(permit, "failure", cooldown_ms=cooldown_ms)
+
+    def opened_until_ms(self) -> int:
+        """When the open circuit lets a probe through (epoch ms; 0 when closed or Redis unreadable)."""
+        try:
+            return int(_redis().hget(self.key, "opened_until") or 0)
+        except RedisError as exc:
+            self._redis_unavailable("opened_until", exc)
+            return 0
 
     def state(self) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"``; ``"unknown"`` when Redis cannot be read."""
@@ -204,16 +223,17 @@ class CircuitBreaker:
             self._redis_unavailable("reset", exc)
 
     # --- internals --------------------------------------------------------------------------
-    def _record(self, permit: Permit, outcome: str) -> str:
+    def _record(self, permit: Permit, outcome: str, *, cooldown_ms: int | None = None) -> str:
         if permit.degraded or self._redis_known_down():
             return "none"  # Redis was down when the call was admitted; nothing to keep consistent
         threshold = max(1, int(settings.MESSENGER_CIRCUIT_FAILURE_THRESHOLD))
-        cooldown_ms = max(0, int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS))
+        open_now = cooldown_ms is not None
+        cooldown_ms = max(0, int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS if cooldown_ms is None else cooldown_ms))
         try:
             client, _, record_script = self._bound_scripts()
             raw = record_script(
                 keys=[self.key],
-                args=[_now_ms(), outcome, int(permit.is_probe), threshold, cooldown_ms],
+                args=[_now_ms(), outcome, int(permit.is_probe), threshold, cooldown_ms, int(open_now)],
                 client=client,
             )
         except RedisError as exc:
@@ -223,8 +243,8 @@ class CircuitBreaker:
         context = {"circuit": self.name, "threshold": threshold, "cooldown_ms": cooldown_ms}
         if transition == "opened":
             logger.error("messenger.circuit.opened", extra=context)
-        elif transition == "reopened":
-            logger.warning("messenger.circuit.reopened", extra=context)
+        elif transition in ("reopened", "extended"):
+            logger.warning(f"messenger.circuit.{transition}", extra=context)
         elif transition == "closed":
             logger.warning("messenger.circuit.closed", extra=context)
         return transition

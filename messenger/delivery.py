@@ -8,6 +8,8 @@ sends only what is missing, and one whose reply went out is never answered again
 The failure policy, by the ``SendResult`` of the part that failed:
 
 - **circuit open** (``deferred``): park the message until the circuit's cooldown has passed;
+- **the page's token is failing** (``deferred``, ``token_failing``: ``messenger.token_health``):
+  park it until the next recheck; it goes out once a working token is set;
 - **the recipient's permanent error**: the part and the message fail, with the reason (a user who
   can't be reached marks the conversation unreachable; Facebook's "outside the window" expires it);
 - **transient, rate-limited, auth or unknown** after the client's retries: Facebook or our token is
@@ -29,7 +31,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation
 from conversations.services import conversation_mark_unreachable, message_append
-from messenger import send_api
+from messenger import send_api, token_health
 from messenger.inbox import inbox_schedule_retry
 from messenger.models import InboundMessage, OutboundPart
 from messenger.outbound import part_summary
@@ -70,7 +72,9 @@ def parts_send(*, inbound: InboundMessage, parts: list[OutboundPart]) -> str:
         if part.status == OutboundPart.Status.SENT:
             sent_count += 1
             continue
-        result = send_api.send_message(psid=inbound.psid, message=part.body, log_context=context)
+        result = send_api.send_message(
+            psid=inbound.psid, message=part.body, log_context=context, page_id=inbound.page_id
+        )
         if not result.ok:
             return _send_failed(inbound, part, result, conversation, (time.perf_counter() - send_started) * 1000)
         outbound_part_mark_sent(part=part, message_id=result.message_id)
@@ -111,7 +115,8 @@ def _send_failed(
     outbound_part_record_error(part=part, error_kind=kind.value, error_code=result.error_code)
     if result.deferred:
         delay = max(result.retry_after_ms or settings.MESSENGER_CIRCUIT_COOLDOWN_MS, 1000)
-        return _park(inbound, delay, "the Send API circuit is open")
+        token = kind == SendErrorKind.TOKEN_FAILING
+        return _park(inbound, delay, token_health.PARK_REASON if token else "the Send API circuit is open")
 
     signals.send_safely(
         signals.send_failed,

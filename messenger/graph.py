@@ -19,6 +19,9 @@ Every call this app makes to Facebook's Graph API goes through :func:`graph_requ
   **An answer**, whatever its status, is a :class:`GraphResponse`; :func:`graph_error_parse` reads
   Facebook's error envelope (``{"error": {"message", "type", "code", "error_subcode",
   "fbtrace_id"}}``, Graph API "Handling Errors") into a :class:`GraphError`.
+* **Meta's usage headers** (``X-App-Usage``, ``X-Page-Usage``, ``X-Business-Use-Case-Usage``) are
+  parsed on every answer, success or error, into ``GraphResponse.usage`` (``messenger.usage``,
+  which never raises on odd values).
 
 What an error *means* (retry it? the recipient's fault? the token's?) is decided in
 ``messenger.graph_errors``, next to the error-code tables. This module logs nothing: callers log with
@@ -30,12 +33,14 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+
+from messenger.usage import GraphUsage, usage_parse
 
 REDACTED = "[redacted]"
 
@@ -166,13 +171,15 @@ def graph_error_parse(*, http_status: int | None, body: Any) -> GraphError:
 class GraphResponse:
     """An answer from the Graph API, whatever its HTTP status.
 
-    ``payload`` is the parsed JSON body, ``None`` when ``is_json`` is false (an empty or HTML body).
+    ``payload`` is the parsed JSON body, ``None`` when ``is_json`` is false (an empty or HTML body);
+    ``usage`` the figures of Meta's usage headers (empty when there were none).
     """
 
     status: int
     reason: str = ""
     payload: Any = None
     is_json: bool = False
+    usage: GraphUsage = field(default_factory=GraphUsage)
 
     @property
     def is_success(self) -> bool:
@@ -245,4 +252,10 @@ def graph_request(
         payload, is_json = response.json(), True
     except ValueError:
         payload, is_json = None, False
-    return GraphResponse(status=response.status_code, reason=response.reason or "", payload=payload, is_json=is_json)
+    return GraphResponse(
+        status=response.status_code,
+        reason=response.reason or "",
+        payload=payload,
+        is_json=is_json,
+        usage=usage_parse(response.headers),
+    )

@@ -44,6 +44,7 @@ class SendErrorKind(StrEnum):
     AUTH = "auth"
     INVALID_REQUEST = "invalid_request"
     CIRCUIT_OPEN = "circuit_open"
+    TOKEN_FAILING = "token_failing"  # not sent: the page's token is marked failing (messenger.token_health)
     UNKNOWN = "unknown"
 
 

@@ -172,6 +172,8 @@ class _Typing:
         for action in ("mark_seen", "typing_on"):
             if self._done.is_set():
                 return
-            result = send_api.send_sender_action(psid=self.inbound.psid, action=action, log_context=context)
+            result = send_api.send_sender_action(
+                psid=self.inbound.psid, action=action, log_context=context, page_id=self.inbound.page_id
+            )
             if not result.ok:
                 return

@@ -39,6 +39,14 @@ nothing about the API's health, and a flood of them must not hide an outage). Wh
 during our retries (our failure tripped it, or another process did), we stop retrying and return a
 ``deferred`` result. A half-open probe is a single attempt without retries; any answer from Facebook
 other than an API failure (even "user unavailable") proves the API is up and closes the circuit.
+A throttled answer (4, 32, 613) whose usage headers say when access returns opens the circuit for
+that long (``messenger.usage``, bounded) instead of counting towards the fixed cooldown.
+
+A page's token (``messenger.token_health``): a send that names its ``page_id`` asks the page's token
+gate first; while the token is marked failing no call is made and the result is ``deferred`` with
+``error_kind`` ``token_failing``. An ``auth`` answer marks the token (one ERROR per incident, logged
+there) and comes back the same way, deferred, not failed; it does not count against the circuit,
+which is shared by every page: one page's dead token must not stop the others.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
+from messenger import token_health
 from messenger.circuit import Permit, get_breaker
 from messenger.graph import GraphUnreachable, graph_request, graph_token, reset_session
 from messenger.graph_errors import (
@@ -63,6 +72,7 @@ from messenger.graph_errors import (
     SendErrorKind,
     classify_error,
 )
+from messenger.usage import GraphUsage, usage_cooldown_ms, usage_record
 from observability.hashing import hash_psid
 from observability.logging import safe_extra
 
@@ -151,6 +161,7 @@ class _Attempt:
     circuit_opened: bool = False  # this failure opened (or reopened) the circuit
     was_probe: bool = False
     retry_after_ms: int = 0
+    usage: GraphUsage | None = None
     error: str = field(default="", repr=False)
 
 
@@ -164,9 +175,13 @@ def _post_once(*, body: dict) -> _Attempt:
     payload = response.payload
     if response.is_success and not response.has_error_envelope:
         message_id = payload.get("message_id", "") if isinstance(payload, dict) else ""
-        return _Attempt(ok=True, message_id=str(message_id or ""), http_status=response.status)
+        return _Attempt(
+            ok=True, message_id=str(message_id or ""), http_status=response.status, usage=response.usage
+        )
     kind, code, subcode, trace = classify_error(http_status=response.status, body=payload)
-    return _Attempt(kind=kind, code=code, subcode=subcode, fbtrace_id=trace, http_status=response.status)
+    return _Attempt(
+        kind=kind, code=code, subcode=subcode, fbtrace_id=trace, http_status=response.status, usage=response.usage
+    )
 
 
 def _dry_run(*, body: dict, context: dict, is_message: bool) -> SendResult:
@@ -181,9 +196,12 @@ def _dry_run(*, body: dict, context: dict, is_message: bool) -> SendResult:
 
 
 # --- the send loop ----------------------------------------------------------------------------
-def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool) -> SendResult:
+def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool, page_id: str = "") -> SendResult:
     if not graph_token():
         return _dry_run(body=body, context=context, is_message=is_message)
+    gate = token_health.token_gate(page_id=page_id)
+    if not gate.allowed:
+        return _token_deferred(gate=gate, failure=None, attempts=0, context=context)
 
     breaker = get_breaker()
     http_attempts = 0
@@ -197,13 +215,16 @@ def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool) 
         http_attempts += 1
         outcome = _post_once(body=body)
         outcome.was_probe = permit.is_probe
+        usage_record(page_id=page_id, usage=outcome.usage)
         if outcome.ok:
             breaker.record_success(permit)
             return outcome
         last_failure = outcome
-        if outcome.kind in API_FAILURE_KINDS:
-            transition = breaker.record_failure(permit)
-            outcome.circuit_opened = transition in ("opened", "reopened")
+        if outcome.kind in API_FAILURE_KINDS and not (gate.page_id and outcome.kind == SendErrorKind.AUTH):
+            cooldown_ms = usage_cooldown_ms(usage=outcome.usage, error_code=outcome.code)
+            transition = breaker.record_failure(permit, cooldown_ms=cooldown_ms)
+            outcome.circuit_opened = transition in ("opened", "reopened", "extended")
+            outcome.retry_after_ms = cooldown_ms or 0
         elif permit.is_probe:
             breaker.record_success(permit)  # Facebook answered: the API itself is healthy
         _log_failed_attempt(outcome, attempt_number=http_attempts, context=context)
@@ -240,7 +261,31 @@ def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool) 
         reraise=True,
     )
     outcome: _Attempt = retrying(attempt)
+    if token_health.token_failed(gate=gate, ok=outcome.ok, kind=outcome.kind, error_code=outcome.code):
+        return _token_deferred(gate=gate, failure=outcome, attempts=http_attempts, context=context)
     return _result(outcome, last_failure=last_failure, attempts=http_attempts, context=context)
+
+
+def _token_deferred(
+    *, gate: token_health.TokenGate, failure: _Attempt | None, attempts: int, context: dict
+) -> SendResult:
+    """Deferred, not failed: the page's token is failing (``messenger.token_health`` logged it once)."""
+    failure = failure or _Attempt()
+    retry_after = gate.retry_after_ms or int(settings.MESSENGER_TOKEN_RECHECK_MS)
+    if attempts:
+        extra = {"attempts": attempts, "retry_after_ms": retry_after, "error_code": failure.code}
+        logger.warning("messenger.send.deferred", extra={**context, **extra, "fbtrace_id": failure.fbtrace_id})
+    return SendResult(
+        ok=False,
+        error_kind=SendErrorKind.TOKEN_FAILING,
+        error_code=failure.code,
+        error_subcode=failure.subcode,
+        fbtrace_id=failure.fbtrace_id,
+        http_status=failure.http_status,
+        attempts=attempts,
+        deferred=True,
+        retry_after_ms=max(0, retry_after),
+    )
 
 
 def _log_failed_attempt(outcome: _Attempt, *, attempt_number: int, context: dict) -> None:
@@ -269,9 +314,7 @@ def _result(outcome: _Attempt, *, last_failure: _Attempt | None, attempts: int, 
         )
 
     if outcome.refused or outcome.circuit_opened:
-        retry_after = (
-            outcome.retry_after_ms if outcome.refused else int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS)
-        )
+        retry_after = outcome.retry_after_ms or int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS)
         failure = last_failure or _Attempt()
         logger.warning(
             "messenger.send.deferred",
@@ -324,20 +367,26 @@ def _result(outcome: _Attempt, *, last_failure: _Attempt | None, attempts: int, 
 
 # --- public API -------------------------------------------------------------------------------
 def send_message(
-    *, psid: str, message: dict, messaging_type: str = "RESPONSE", log_context: dict | None = None
+    *,
+    psid: str,
+    message: dict,
+    messaging_type: str = "RESPONSE",
+    log_context: dict | None = None,
+    page_id: str = "",
 ) -> SendResult:
     """Send one message (a Send API ``message`` object) to ``psid``, with retries and the circuit.
 
     Never raises for an API or network failure; see the module docstring for the result contract.
-    ``log_context`` should carry ``mid`` and ``psid_hash`` (computed from ``psid`` when absent).
+    ``log_context`` should carry ``mid`` and ``psid_hash`` (computed from ``psid`` when absent);
+    ``page_id``, when known, puts the send behind the page's token gate (module docstring).
     """
     body = {"recipient": {"id": psid}, "messaging_type": messaging_type, "message": message}
     context = _log_context(psid=psid, log_context=log_context)
     max_attempts = 1 + max(0, int(settings.MESSENGER_MAX_RETRIES))
-    return _deliver(body=body, context=context, max_attempts=max_attempts, is_message=True)
+    return _deliver(body=body, context=context, max_attempts=max_attempts, is_message=True, page_id=page_id)
 
 
-def send_sender_action(*, psid: str, action: str, log_context: dict | None = None) -> SendResult:
+def send_sender_action(*, psid: str, action: str, log_context: dict | None = None, page_id: str = "") -> SendResult:
     """Best effort ``mark_seen`` / ``typing_on`` / ``typing_off``: one attempt, no retries, never raises.
 
     While the circuit is open it is skipped (a deferred result, no HTTP call); callers usually just
@@ -349,7 +398,9 @@ def send_sender_action(*, psid: str, action: str, log_context: dict | None = Non
         return SendResult(ok=False, error_kind=SendErrorKind.INVALID_REQUEST)
     body = {"recipient": {"id": psid}, "sender_action": action}
     try:
-        return _deliver(body=body, context={**context, "action": action}, max_attempts=1, is_message=False)
+        return _deliver(
+            body=body, context={**context, "action": action}, max_attempts=1, is_message=False, page_id=page_id
+        )
     except Exception:
         # Best effort by contract: a bug here must never cost the user their reply.
         logger.exception("messenger.send.sender-action-crashed", extra={**context, "action": action})

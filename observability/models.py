@@ -15,6 +15,8 @@ class Event(models.Model):
         SEND_FAILED = "send_failed", "Send failed"
         MESSAGE_DEFERRED = "message_deferred", "Message deferred"
         MESSAGE_EXPIRED = "message_expired", "Message expired"
+        TOKEN_FAILING = "token_failing", "Page token failing"
+        GRAPH_USAGE = "graph_usage", "Graph API usage"
 
     event_type = models.CharField(max_length=32, choices=Type.choices)
     platform = models.CharField(max_length=16, default="messenger")

@@ -14,6 +14,8 @@ response_sent        ``part_count``, ``end_to_end_ms``, ``since_receipt_ms``
 send_failed          ``error_kind``, ``error_code``
 message_deferred     ``reason``, ``retry_in_ms``
 message_expired      ``reason``
+token_failing        ``page_id``, ``error_code``, ``fingerprint`` (one per incident)
+graph_usage          ``page_id``, ``app``, ``page``, ``business`` (at most one a minute a page)
 ==================== =================================================================
 
 ``dispatch_uid`` keeps a receiver from being connected twice if this module is imported again.
@@ -143,4 +145,25 @@ def on_message_expired(sender: object, *, inbound: Any = None, reason: str = "",
         event_type=Event.Type.MESSAGE_EXPIRED,
         inbound=inbound,
         detail={"reason": reason or ""},
+    )
+
+
+@receiver(signals.token_failing, dispatch_uid="observability.token_failing")
+def on_token_failing(sender: object, *, page_id: str = "", error_code: int | None = None,
+                     fingerprint: str = "", **kwargs: Any) -> None:
+    """A page's token started failing (one event per incident, not per message)."""
+    event_record(
+        event_type=Event.Type.TOKEN_FAILING,
+        detail={"page_id": page_id or "", "error_code": error_code, "fingerprint": fingerprint or ""},
+    )
+
+
+@receiver(signals.graph_usage_observed, dispatch_uid="observability.graph_usage")
+def on_graph_usage_observed(sender: object, *, page_id: str = "", usage: dict | None = None,
+                            **kwargs: Any) -> None:
+    """Meta's usage figures for a page, as its headers gave them (sampled: one a minute a page)."""
+    usage = usage if isinstance(usage, dict) else {}
+    event_record(
+        event_type=Event.Type.GRAPH_USAGE,
+        detail={"page_id": page_id or "", **{key: usage.get(key) for key in ("app", "page", "business")}},
     )

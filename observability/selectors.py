@@ -14,7 +14,10 @@ docs/observability.md) for the events created in the last ``minutes`` minutes (`
   not yet replied, so the rate of a very short, busy window is a slight underestimate;
 - ``latency_ms``: per event type, the number of events with a latency and its p50, p95 and p99;
 - ``end_to_end_ms``: the same percentiles over ``response_sent`` events' ``detail.end_to_end_ms``
-  (from Facebook's event timestamp) and ``detail.since_receipt_ms`` (from our receipt).
+  (from Facebook's event timestamp) and ``detail.since_receipt_ms`` (from our receipt);
+- ``graph_usage``: per page, the last usage figures Meta's headers gave (:func:`graph_usage_last`),
+  whatever the window: the latest known figures are what an operator needs, however old (``at``
+  says when they were seen).
 
 Percentiles are ``percentile_cont`` (linear interpolation between the two nearest ranks, as
 PostgreSQL's ``percentile_cont(f) WITHIN GROUP (ORDER BY x)``: latencies 1..100 give p50 50.5).
@@ -189,6 +192,25 @@ def success_rate(*, events: QuerySet[Event]) -> dict[str, Any]:
     }
 
 
+def graph_usage_last(*, limit: int = 200) -> dict[str, dict[str, Any]]:
+    """The newest ``graph_usage`` event's figures per page: ``{page_id: {"at", "app", "page", "business"}}``.
+
+    Reads the newest ``limit`` such events (the channel writes at most one a minute a page, so this
+    covers every active page) through the ``event_type, created_at`` index.
+    """
+    newest: dict[str, dict[str, Any]] = {}
+    rows = Event.objects.filter(event_type=Event.Type.GRAPH_USAGE).order_by("-created_at", "-id")
+    for created_at, detail in rows.values_list("created_at", "detail")[:limit]:
+        detail = detail if isinstance(detail, dict) else {}
+        page_id = str(detail.get("page_id") or "-")
+        if page_id not in newest:
+            newest[page_id] = {
+                "at": created_at.isoformat(),
+                **{key: detail.get(key) or ({} if key != "business" else []) for key in ("app", "page", "business")},
+            }
+    return newest
+
+
 def report_build(
     *, minutes: int = 60, now: datetime | None = None, in_database: bool | None = None
 ) -> dict[str, Any]:
@@ -222,4 +244,5 @@ def report_build(
         "success": success_rate(events=events),
         "latency_ms": {event_type: latency.get(event_type, _empty_latency()) for event_type in types},
         "end_to_end_ms": end_to_end,
+        "graph_usage": graph_usage_last(),
     }

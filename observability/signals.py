@@ -13,6 +13,10 @@ Every signal is sent with ``sender=`` the function that emits it and keyword arg
 - ``send_failed``: ``inbound``, ``error_kind`` (str), ``error_code`` (int | None), ``latency_ms``.
 - ``message_deferred``: ``inbound``, ``reason`` (str), ``retry_in_ms`` (int).
 - ``message_expired``: ``inbound``, ``reason`` (str).
+- ``token_failing``: ``page_id`` (str), ``error_code`` (int | None), ``fingerprint`` (an HMAC of the
+  token, never the token): sent once per incident, when a page's token starts failing.
+- ``graph_usage_observed``: ``page_id`` (str), ``usage`` (dict: ``app``, ``page``, ``business``, the
+  figures of Meta's usage headers): sent at most once a minute per page.
 
 Send them with :func:`send_safely`: a receiver that raises is logged and never stops a message.
 """
@@ -34,6 +38,8 @@ response_sent = Signal()
 send_failed = Signal()
 message_deferred = Signal()
 message_expired = Signal()
+token_failing = Signal()
+graph_usage_observed = Signal()
 
 
 def send_safely(signal: Signal, sender: object, **kwargs) -> None:

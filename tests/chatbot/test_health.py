@@ -20,7 +20,7 @@ def test_healthz_ok_when_database_and_redis_answer(client):
     """Both up: 200 with JSON saying so."""
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}, "pages": {}}
 
 
 def test_healthz_names_redis_when_it_is_down(client):
@@ -52,3 +52,16 @@ def test_healthz_names_database_when_it_is_down(client, monkeypatch):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["failing"] == ["database"]
+
+
+def test_healthz_names_a_page_with_a_failing_token_and_stays_200(client, settings):
+    """A failing token is reported under pages, never as a 503: the web itself is healthy."""
+    from messenger.token_health import token_gate, token_mark_failing
+
+    settings.MESSENGER_PAGE_ACCESS_TOKEN = "EAAhealthztoken"
+    token_gate(page_id="P-ok")
+    token_mark_failing(page_id="P-dead", error_code=190)
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["pages"] == {"P-dead": "token_failing", "P-ok": "ok"}

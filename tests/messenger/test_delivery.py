@@ -97,7 +97,7 @@ def _answer(monkeypatch, *results: SendResult) -> list[dict]:
     calls: list[dict] = []
     answers = iter(results)
 
-    def send_message(*, psid, message, log_context):
+    def send_message(*, psid, message, log_context, page_id=""):
         calls.append(message)
         return next(answers)
 

@@ -135,7 +135,7 @@ def test_location_needs_no_reply_without_asking_the_engine(monkeypatch):
 def _record_actions(monkeypatch) -> list[str]:
     actions: list[str] = []
 
-    def send_sender_action(*, psid, action, log_context):
+    def send_sender_action(*, psid, action, log_context, page_id=""):
         actions.append(action)
         return SendResult(ok=True)
 

@@ -1,7 +1,7 @@
 """``manage.py observability_report [--minutes N] [--json]``: the pipeline's figures for ops.
 
-Prints counts per event type, the success rate and latency percentiles (see
-:mod:`observability.selectors` for the definitions), as a table or, with ``--json``, as one JSON
+Prints counts per event type, the success rate, latency percentiles and each page's last Graph API
+usage figures (see :mod:`observability.selectors` for the definitions), as a table or, with ``--json``, as one JSON
 object with stable keys (documented in docs/observability.md).
 """
 
@@ -17,6 +17,29 @@ from observability.selectors import PERCENTILES, report_build
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _figures(figures: Any) -> str:
+    if not isinstance(figures, dict) or not figures:
+        return "-"
+    return " ".join(f"{name}={figures[name]:g}%" for name in ("call_count", "total_time", "total_cputime")
+                    if isinstance(figures.get(name), (int, float)))
+
+
+def _usage_lines(usage: dict[str, Any]) -> list[str]:
+    """One block per page: Meta's last usage figures (percent of quota) and any wait it announced."""
+    if not usage:
+        return ["", "Graph API usage: no figures seen yet"]
+    lines = ["", "Graph API usage (last figures Meta sent, percent of quota)"]
+    for page_id, figures in sorted(usage.items()):
+        lines.append(f"  page {page_id} at {figures.get('at')}: app {_figures(figures.get('app'))}; "
+                     f"page {_figures(figures.get('page'))}")
+        for entry in figures.get("business") or []:
+            if isinstance(entry, dict):
+                lines.append(f"    business {entry.get('business_id')} ({entry.get('type') or '-'}): "
+                             f"{_figures(entry)}; regain access in "
+                             f"{entry.get('estimated_time_to_regain_access', 0)} min")
+    return lines
 
 
 def report_format_text(report: dict[str, Any]) -> str:
@@ -53,6 +76,7 @@ def report_format_text(report: dict[str, Any]) -> str:
         f"{'success rate':<36} {rate} ({success['replied']} replied of "
         f"{success['needed_reply']} messages that needed a reply)"
     )
+    lines.extend(_usage_lines(report.get("graph_usage") or {}))
     in_database = report["percentiles_computed_in"] == "database"
     where = "the database" if in_database else "Python (SQLite has no percentile_cont)"
     lines.append(f"(percentiles computed in {where})")

@@ -40,7 +40,7 @@ def test_observability_report_json_output_parses_with_stable_keys():
 
     assert list(report) == [
         "window", "percentiles_computed_in", "total_events", "counts", "success", "latency_ms",
-        "end_to_end_ms",
+        "end_to_end_ms", "graph_usage",
     ]
     assert report["window"]["minutes"] == 30
     assert report["total_events"] == 3
@@ -76,3 +76,27 @@ def test_observability_report_negative_minutes_is_an_error():
     """A negative window is refused with a CommandError."""
     with pytest.raises(CommandError, match="minutes"):
         _run("--minutes", "-5")
+
+
+def test_observability_report_shows_the_last_graph_usage_figures_per_page():
+    """The newest graph_usage event of each page is shown, whatever the window; older ones are not."""
+    old = {"page_id": "P1", "app": {"call_count": 5.0}, "page": {}, "business": []}
+    make_event(T.GRAPH_USAGE, detail=old, created_at=timezone.now() - timedelta(days=2))
+    make_event(T.GRAPH_USAGE, detail={
+        "page_id": "P1", "app": {"call_count": 61.0, "total_time": 12.0}, "page": {"call_count": 80.0},
+        "business": [{"business_id": "123", "type": "pages", "call_count": 95.0,
+                      "estimated_time_to_regain_access": 5}],
+    })
+
+    text = _run("--minutes", "60")
+    assert "page P1" in text
+    assert "app call_count=61% total_time=12%" in text
+    assert "page call_count=80%" in text
+    assert "business 123 (pages): call_count=95%; regain access in 5 min" in text
+    assert "call_count=5%" not in text
+    report = json.loads(_run("--json"))
+    assert report["graph_usage"]["P1"]["app"] == {"call_count": 61.0, "total_time": 12.0}
+
+
+def test_observability_report_says_when_no_usage_was_seen():
+    assert "Graph API usage: no figures seen yet" in _run()
