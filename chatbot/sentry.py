@@ -55,10 +55,10 @@ _PSID_LOOKING = re.compile(r"\d+")
 
 
 def page_tokens() -> list[str]:
-    """Every page's access token. One page today; a multi-page setup adds its stored tokens here."""
-    from django.conf import settings
+    """Every page's access token, from the one place that lists the pages (``messenger.pages``)."""
+    from messenger.pages import pages_configured
 
-    return [settings.MESSENGER_PAGE_ACCESS_TOKEN]
+    return [page.token for page in pages_configured()]
 
 
 def configured_secrets() -> list[str]:

@@ -26,6 +26,17 @@ class PageCredentials:
     token: str = field(default="", repr=False)
 
 
+def page_token(*, page_id: str) -> str:
+    """The token the channel acts with for ``page_id``; ``""`` when no page of that id is served.
+
+    The one-page setup without ``MESSENGER_PAGE_ID`` serves whatever page its token belongs to.
+    """
+    for page in pages_configured():
+        if page.page_id in ("", page_id):
+            return page.token
+    return ""
+
+
 def pages_configured() -> list[PageCredentials]:
     """Every page with a token, in a stable order; ``[]`` when none is configured."""
     token = settings.MESSENGER_PAGE_ACCESS_TOKEN

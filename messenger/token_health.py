@@ -28,7 +28,7 @@ retried about once a recheck period, and goes out within one period of a new tok
 Recovery: a success of a send admitted while the page was marked deletes the marker; the one caller
 whose ``DEL`` removed it logs ``messenger.token.recovered`` (INFO).
 
-Tokens: :func:`page_token` is the one place a page's token is looked up. Today every page uses
+Tokens: :func:`messenger.pages.page_token` is the one place a page's token is looked up. Today every page uses
 ``MESSENGER_PAGE_ACCESS_TOKEN`` (a new one takes effect on restart); per-page tokens in the database
 plug in there. A send with no page (``messenger_simulate``, a unit test of the Send API) is not
 gated. Redis down: the gate fails open (a send is tried), and marking is skipped; the Send API's
@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from messenger.pages import page_token
 from messenger.queues import channel_redis
 from observability import signals
 
@@ -65,11 +66,6 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'since', ARGV[2], 'error_code', ARGV[3])
 return 1
 """
-
-
-def page_token(*, page_id: str) -> str:
-    """The token the channel sends with for ``page_id`` (today: the one configured token)."""
-    return settings.MESSENGER_PAGE_ACCESS_TOKEN
 
 
 def token_fingerprint(token: str) -> str:

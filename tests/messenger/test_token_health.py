@@ -12,7 +12,7 @@ import pytest
 import responses
 from django.test import override_settings
 
-from messenger import replies, send_api, token_health
+from messenger import pages, replies, send_api
 from messenger.jobs import process_inbound
 from messenger.models import InboundMessage
 from messenger.token_health import (
@@ -162,7 +162,7 @@ def test_only_auth_failures_mark_the_token():
 
 def test_page_token_is_the_configured_token_for_every_page(settings):
     settings.MESSENGER_PAGE_ACCESS_TOKEN = NEW_TOKEN
-    assert token_health.page_token(page_id="any") == NEW_TOKEN
+    assert pages.page_token(page_id="any") == NEW_TOKEN
 
 
 @override_settings(MESSENGER_PAGE_ACCESS_TOKEN=OLD_TOKEN)
