@@ -157,7 +157,8 @@ def module_lines(modules: dict[str, Path]) -> str:
         if not path.read_text().strip():
             continue  # an empty package marker owns nothing
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-        first = doc.strip().splitlines()[0] if doc.strip() else "(no docstring)"
+        # The first sentence-or-paragraph: lines up to the first blank one, joined.
+        first = " ".join(doc.strip().split("\n\n", 1)[0].split()) if doc.strip() else "(no docstring)"
         lines.append(f"{name}: {first}")
     return "\n".join(lines)
 
