@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,6 +45,7 @@ from redis.exceptions import RedisError
 
 from messenger.queues import channel_redis
 from observability import signals
+from observability.stats import non_negative_number
 
 logger = logging.getLogger("messenger.usage")
 
@@ -86,15 +86,6 @@ class GraphUsage:
 
 
 # --- parsing ----------------------------------------------------------------------------------
-def _number(value: Any) -> float | None:
-    """A finite, non-negative number from ``value`` (an int, float or numeric string), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _json(text: Any) -> Any:
@@ -109,7 +100,7 @@ def _json(text: Any) -> Any:
 def _figures(raw: Any) -> dict[str, float]:
     if not isinstance(raw, dict):
         return {}
-    return {name: number for name in _FIGURES if (number := _number(raw.get(name))) is not None}
+    return {name: number for name in _FIGURES if (number := non_negative_number(raw.get(name))) is not None}
 
 
 def _business(raw: Any) -> list[dict[str, Any]]:
@@ -122,7 +113,7 @@ def _business(raw: Any) -> list[dict[str, Any]]:
                 continue
             entry: dict[str, Any] = {"business_id": str(business_id)[:64], "type": str(item.get("type") or "")[:64]}
             entry.update(_figures(item))
-            regain = _number(item.get("estimated_time_to_regain_access"))
+            regain = non_negative_number(item.get("estimated_time_to_regain_access"))
             entry["estimated_time_to_regain_access"] = int(regain) if regain is not None else 0
             entries.append(entry)
     return entries

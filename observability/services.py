@@ -28,6 +28,7 @@ from django.db.models import Q
 
 from observability.hashing import hash_psid
 from observability.models import Event
+from observability.stats import non_negative_number
 
 logger = logging.getLogger("observability.events")
 
@@ -64,13 +65,7 @@ def _json_safe(value: Any) -> Any:
 
 def _latency(value: Any) -> float | None:
     """A latency in milliseconds as a finite, non-negative float, or ``None`` when unknown."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
+    return non_negative_number(value)
 
 
 def event_record(

@@ -27,3 +27,18 @@ def percentile_cont(values: Iterable[float], fraction: float) -> float | None:
     lower = math.floor(position)
     upper = min(lower + 1, len(ordered) - 1)
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def non_negative_number(value: object) -> float | None:
+    """``value`` as a finite, non-negative float (an int, float or numeric string), else ``None``.
+
+    For figures that arrive from outside (Facebook's usage headers, a signal's latency): a bool, a
+    NaN, an infinity or a negative is not a figure.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None

@@ -38,24 +38,34 @@ def test_every_app_module_says_what_it_owns():
     assert missing == []
 
 
-def test_upward_arrow_detected_on_a_made_up_tree(tmp_path, monkeypatch):
-    """The checker itself: an observability module importing messenger is reported."""
+def _made_up_graph(tmp_path, monkeypatch, files: dict[str, str]) -> dict[str, set[str]]:
+    """The module graph of a tree holding the layered apps and ``files`` (path -> source)."""
     for app in deps.LAYERS:
         (tmp_path / app).mkdir()
         (tmp_path / app / "__init__.py").write_text("")
-    (tmp_path / "messenger" / "signals.py").write_text('"""Signals."""\n')
-    (tmp_path / "observability" / "receivers.py").write_text('"""Receivers."""\nfrom messenger import signals\n')
+    for path, source in files.items():
+        (tmp_path / path).write_text(source)
     monkeypatch.setattr(deps, "ROOT", tmp_path)
-    graph = deps.module_graph(deps.app_modules(tmp_path))
+    return deps.module_graph(deps.app_modules(tmp_path))
+
+
+def test_upward_arrow_detected_on_a_made_up_tree(tmp_path, monkeypatch):
+    """The checker itself: an observability module importing messenger is reported."""
+    graph = _made_up_graph(
+        tmp_path,
+        monkeypatch,
+        {
+            "messenger/signals.py": '"""Signals."""\n',
+            "observability/receivers.py": '"""Receivers."""\nfrom messenger import signals\n',
+        },
+    )
     assert deps.upward_arrows(graph) == [("observability.receivers", "messenger.signals")]
 
 
 def test_cycle_detected_on_a_made_up_tree(tmp_path, monkeypatch):
-    for app in deps.LAYERS:
-        (tmp_path / app).mkdir()
-        (tmp_path / app / "__init__.py").write_text("")
-    (tmp_path / "messenger" / "a.py").write_text("from messenger import b\n")
-    (tmp_path / "messenger" / "b.py").write_text("from messenger.a import x\n")
-    monkeypatch.setattr(deps, "ROOT", tmp_path)
-    graph = deps.module_graph(deps.app_modules(tmp_path))
+    graph = _made_up_graph(
+        tmp_path,
+        monkeypatch,
+        {"messenger/a.py": "from messenger import b\n", "messenger/b.py": "from messenger.a import x\n"},
+    )
     assert deps.cycles(graph) == [["messenger.a", "messenger.b"]]

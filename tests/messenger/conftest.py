@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import requests
 import responses
 
 from messenger import circuit
+from messenger.graph import reset_session
 from tests.messenger.helpers import GRAPH, load_fixture_graph
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms; tests move it instead of sleeping
@@ -39,3 +41,34 @@ def graph():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add(responses.POST, GRAPH, json=load_fixture_graph("send_success"))
         yield mock
+
+
+@pytest.fixture
+def fresh_graph_client():
+    """A fresh pooled Graph session and a closed circuit around the test (use inside override_settings)."""
+    reset_session()
+    circuit.get_breaker().reset()
+    yield
+    reset_session()
+    circuit.get_breaker().reset()
+
+
+@pytest.fixture
+def graph_api():
+    """The Graph API, answered by ``responses``; every registered answer need not be used."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def sessions_used(monkeypatch):
+    """Each requests.Session that sent a request, in order."""
+    used: list[requests.Session] = []
+    original = requests.Session.request
+
+    def spy(self, *args, **kwargs):
+        used.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", spy)
+    return used

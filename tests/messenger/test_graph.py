@@ -6,11 +6,9 @@ import os
 
 import pytest
 import requests
-import responses
 from django.test import override_settings
 
 from messenger import graph
-from messenger.circuit import get_breaker
 from messenger.graph import (
     REDACTED,
     GraphError,
@@ -35,23 +33,12 @@ BODY = {"recipient": {"id": PSID}, "messaging_type": "RESPONSE", "message": {"te
 
 
 @pytest.fixture(autouse=True)
-def graph_settings():
+def graph_settings(fresh_graph_client):
     """A configured page token and Graph URL; a fresh session (and circuit) around each test."""
     with override_settings(
         MESSENGER_PAGE_ACCESS_TOKEN=TOKEN, MESSENGER_GRAPH_API_URL=GRAPH, MESSENGER_SEND_TIMEOUT_MS=5000
     ):
-        reset_session()
-        get_breaker().reset()
         yield
-        reset_session()
-        get_breaker().reset()
-
-
-@pytest.fixture
-def graph_api():
-    """The Graph API, answered by ``responses``; every registered answer need not be used."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 # --- the session ------------------------------------------------------------------------------
@@ -245,20 +232,6 @@ def test_graph_error_parse_reads_any_shape(body, expected):
 
 
 # --- every caller goes through the client -----------------------------------------------------
-
-
-@pytest.fixture
-def sessions_used(monkeypatch):
-    """Each requests.Session that sent a request, in order."""
-    used: list[requests.Session] = []
-    original = requests.Session.request
-
-    def spy(self, *args, **kwargs):
-        used.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", spy)
-    return used
 
 
 def test_send_api_and_profile_share_one_session_header_and_timeout(graph_api, sessions_used):

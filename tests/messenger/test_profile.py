@@ -240,16 +240,9 @@ def test_token_never_printed(mocked, caplog):
     assert all(TOKEN not in request.url for request in (call.request for call in mocked.calls))
 
 
-def test_profile_requests_reuse_the_pooled_session_with_bearer_header(mocked, monkeypatch):
+def test_profile_requests_reuse_the_pooled_session_with_bearer_header(mocked, sessions_used):
     """set, show and delete go through the one Graph client: its pooled session, the token as Bearer."""
-    used: list[requests.Session] = []
-    original = requests.Session.request
-
-    def spy(self, *args, **kwargs):
-        used.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", spy)
+    used = sessions_used
     mocked.add(responses.POST, PROFILE_URL, json=SUCCESS)
     mocked.add(responses.GET, PROFILE_URL, json={"data": []})
     mocked.add(responses.DELETE, PROFILE_URL, json=SUCCESS)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import responses
 from django.test import override_settings
 
 from messenger import usage
 from messenger.circuit import OPEN, get_breaker
-from messenger.graph import graph_request, reset_session
+from messenger.graph import graph_request
 from messenger.send_api import SendErrorKind, send_message
 from messenger.usage import GraphUsage, usage_cooldown_ms, usage_last, usage_parse, usage_record
 from observability.models import Event
@@ -37,7 +36,7 @@ def _throttled(mock, *, code: int = 613, minutes=5) -> None:
 
 
 @pytest.fixture(autouse=True)
-def send_settings():
+def send_settings(fresh_graph_client):
     with override_settings(
         MESSENGER_PAGE_ACCESS_TOKEN=TOKEN,
         MESSENGER_GRAPH_API_URL=GRAPH,
@@ -46,17 +45,7 @@ def send_settings():
         MESSENGER_CIRCUIT_COOLDOWN_MS=30_000,
         MESSENGER_USAGE_MAX_COOLDOWN_MS=3_600_000,
     ):
-        reset_session()
-        get_breaker().reset()
         yield
-        reset_session()
-        get_breaker().reset()
-
-
-@pytest.fixture
-def graph_api():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 # --- parsing ----------------------------------------------------------------------------------

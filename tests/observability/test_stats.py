@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from observability import selectors
-from observability.stats import percentile_cont
+from observability.stats import non_negative_number, percentile_cont
 
 
 def test_percentile_cont_matches_hand_computed_values():
@@ -34,3 +34,13 @@ def test_percentile_cont_accepts_any_iterable():
 def test_selectors_python_fallback_uses_this_definition():
     """The report's SQLite fallback is this very function, not a copy of the formula."""
     assert selectors.percentile_cont is percentile_cont
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(3, 3.0), (2.5, 2.5), ("7", 7.0), (0, 0.0), (True, None), (None, None), (-1, None), ("nan", None),
+     (float("inf"), None), ("fast", None), ([], None)],
+)
+def test_non_negative_number_accepts_only_finite_non_negative_figures(value, expected):
+    """Figures from outside (usage headers, latencies): bools, NaN, infinities and negatives are no figure."""
+    assert non_negative_number(value) == expected
