@@ -68,3 +68,13 @@ def post_webhook(client):
         return client.post(path, data=raw, content_type="application/json", **headers)
 
     return _post
+
+
+@pytest.fixture
+def fresh_engine():
+    """No engine cached before or after the test: the next ``get_engine`` builds from its settings."""
+    from engine import reset_engine_cache
+
+    reset_engine_cache()
+    yield
+    reset_engine_cache()

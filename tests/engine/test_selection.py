@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from engine import ChatEngine, ReplyLimits, get_engine, reply_limits, reply_limits_register, reset_engine_cache
+from engine import ChatEngine, ReplyLimits, get_engine, reply_limits, reply_limits_register
 from engine.openai import OpenAIEngine
 from engine.rules import RulesEngine
 from engine.rules_file import RulesFileError
@@ -14,11 +14,7 @@ from engine.rules_file import RulesFileError
 OPENAI = {"CHATBOT_ENGINE": "openai", "CHATBOT_API_URL": "http://llm.test/v1", "CHATBOT_MODEL": "m"}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    reset_engine_cache()
-    yield
-    reset_engine_cache()
+pytestmark = pytest.mark.usefixtures("fresh_engine")
 
 
 def test_rules_is_the_default():

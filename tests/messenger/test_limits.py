@@ -7,17 +7,12 @@ import json
 import pytest
 from django.test import override_settings
 
-from engine import get_engine, reply_limits, reset_engine_cache
+from engine import get_engine, reply_limits
 from engine.rules_file import RulesFileError, rules_load
 from messenger import limits
 from tests.engine.helpers import SHIPPED
 
-
-@pytest.fixture(autouse=True)
-def _fresh_engine():
-    reset_engine_cache()
-    yield
-    reset_engine_cache()
+pytestmark = pytest.mark.usefixtures("fresh_engine")
 
 
 def test_reply_limits_are_the_formatters_limits():
