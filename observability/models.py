@@ -15,6 +15,7 @@ class Event(models.Model):
         SEND_FAILED = "send_failed", "Send failed"
         MESSAGE_DEFERRED = "message_deferred", "Message deferred"
         MESSAGE_EXPIRED = "message_expired", "Message expired"
+        MESSAGE_UNREADABLE = "message_unreadable", "Item unreadable (kept raw)"
 
     event_type = models.CharField(max_length=32, choices=Type.choices)
     platform = models.CharField(max_length=16, default="messenger")

@@ -14,6 +14,7 @@ response_sent        ``part_count``, ``end_to_end_ms``, ``since_receipt_ms``
 send_failed          ``error_kind``, ``error_code``
 message_deferred     ``reason``, ``retry_in_ms``
 message_expired      ``reason``
+message_unreadable   ``reason``
 ==================== =================================================================
 
 ``dispatch_uid`` keeps a receiver from being connected twice if this module is imported again.
@@ -141,6 +142,17 @@ def on_message_expired(sender: object, *, inbound: Any = None, reason: str = "",
     """The message can no longer be answered (outside the messaging window, too old)."""
     event_record(
         event_type=Event.Type.MESSAGE_EXPIRED,
+        inbound=inbound,
+        detail={"reason": reason or ""},
+    )
+
+
+@receiver(signals.message_unreadable, dispatch_uid="observability.message_unreadable")
+def on_message_unreadable(sender: object, *, inbound: Any = None, reason: str = "",
+                          **kwargs: Any) -> None:
+    """The webhook kept an item it could not read (raw, status ``unreadable``): staff should look."""
+    event_record(
+        event_type=Event.Type.MESSAGE_UNREADABLE,
         inbound=inbound,
         detail={"reason": reason or ""},
     )

@@ -13,6 +13,8 @@ Every signal is sent with ``sender=`` the function that emits it and keyword arg
 - ``send_failed``: ``inbound``, ``error_kind`` (str), ``error_code`` (int | None), ``latency_ms``.
 - ``message_deferred``: ``inbound``, ``reason`` (str), ``retry_in_ms`` (int).
 - ``message_expired``: ``inbound``, ``reason`` (str).
+- ``message_unreadable``: ``inbound`` (the row kept raw with the status ``unreadable``), ``reason``
+  (str: what could not be read, e.g. ``entry[0].messaging[1].message.text must be a string``).
 
 Send them with :func:`send_safely`: a receiver that raises is logged and never stops a message.
 """
@@ -34,6 +36,7 @@ response_sent = Signal()
 send_failed = Signal()
 message_deferred = Signal()
 message_expired = Signal()
+message_unreadable = Signal()
 
 
 def send_safely(signal: Signal, sender: object, **kwargs) -> None:

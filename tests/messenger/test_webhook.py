@@ -15,6 +15,7 @@ from rq.job import Job
 
 from messenger.inbox import job_id_for
 from messenger.models import InboundMessage
+from messenger.parsing import UNREADABLE_KINDS
 from messenger.queues import get_queue
 from tests.conftest import fixture_bytes, load_fixture, sign
 from tests.messenger.event_fixtures import ACTIONABLE_FIXTURES, IGNORED_FIXTURES
@@ -85,28 +86,73 @@ def test_verification_request_fixture_is_answered(client):
         (b'{"object": 7, "entry": []}', 400),
         (b'{"object": "page"}', 400),  # entry missing
         (b'{"object": "page", "entry": {"id": "1"}}', 400),  # entry of the wrong type
-        (b'{"object": "page", "entry": ["x"]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": {}}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [7]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "time": "soon", "messaging": []}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": []}, '
-         b'"message": {"mid": "m1", "text": "x"}}]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
-         b'"message": {"mid": "m1", "text": 5}}]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
-         b'"message": {"mid": "m1", "attachments": {"type": "image"}}}]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
-         b'"message": {"text": "no mid"}}]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": "1", '
-         b'"message": {"mid": "m1", "text": "x"}}]}]}', 400),
+        (b'{"object": "page", "entry": [], "n": NaN}', 400),  # NaN is not JSON (and jsonb refuses it)
+        (b'{"object": "page", "entry": [{"id": "1", "time": Infinity, "messaging": []}]}', 400),
     ],
 )
 def test_bad_body_gets_clear_4xx_and_stores_nothing(post_webhook, raw, status):
-    """Each kind of malformed or mistyped body gets its 4xx with a JSON error, never a 500 or a row."""
+    """Each kind of malformed body gets its 4xx with a JSON error, never a 500 or a row."""
     response = post_webhook(raw)
     assert response.status_code == status
     assert "error" in response.json()
     assert InboundMessage.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"object": "page", "entry": ["x"]}', "entry[0] must be an object"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": {}}]}', "entry[0].messaging must be a list"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [7]}]}',
+         "entry[0].messaging[0] must be an object"),
+        (b'{"object": "page", "entry": [{"id": "1", "time": "soon", "messaging": []}]}',
+         "entry[0].time must be a number"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": []}, '
+         b'"message": {"mid": "m1", "text": "x"}}]}]}', "entry[0].messaging[0].sender.id must be"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
+         b'"message": {"mid": "m1", "text": 5}}]}]}', "entry[0].messaging[0].message.text must be a string"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
+         b'"message": {"mid": "m1", "attachments": {"type": "image"}}}]}]}',
+         "entry[0].messaging[0].message.attachments must be a list"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
+         b'"message": {"text": "no mid"}}]}]}', "entry[0].messaging[0].message.mid must be"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": "1", '
+         b'"message": {"mid": "m1", "text": "x"}}]}]}', "entry[0].messaging[0].timestamp must be a number"),
+    ],
+)
+def test_unreadable_entry_or_item_is_kept_raw_and_answered_200(post_webhook, raw, reason):
+    """A signed body whose entry or item has the wrong shape gets 200; the odd part is kept raw, final,
+    with the problem as its reason, and no job is queued for it."""
+    response = post_webhook(raw)
+    assert response.status_code == 200
+    assert response.json()["unreadable"] == 1 and response.json()["kept"] == 0
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.UNREADABLE and row.kind == InboundMessage.Kind.UNREADABLE
+    assert row.status_reason.startswith(reason)
+    assert row.raw == json.loads(raw)["entry"][0] or row.raw in json.loads(raw)["entry"][0]["messaging"]
+    assert row.finished_at is not None
+    assert queued_job_ids() == [] and queued_job_ids("messenger_slow") == []
+
+
+def test_redelivered_unreadable_item_is_kept_once(post_webhook):
+    """Facebook's redelivery of a body with an odd item is recognised: one row, counted as a duplicate."""
+    raw = (b'{"object": "page", "entry": [{"id": "1", "time": 1, "messaging": [{"sender": {"id": "2"}, '
+           b'"timestamp": 1, "message": {"mid": "m1", "text": {"new": "shape"}}}]}]}')
+    assert post_webhook(raw).json()["unreadable"] == 1
+    assert post_webhook(raw).json()["duplicates"] == 1
+    assert InboundMessage.objects.count() == 1
+
+
+def test_unknown_event_is_kept_raw_as_unreadable(post_webhook):
+    """An item with no event key we know (a type Facebook added) is kept raw for staff, not answered."""
+    response = post_webhook("unknown_event")
+    assert response.status_code == 200
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.UNREADABLE
+    assert row.status_reason == "entry[0].messaging[0] has no event key we know (EVENT_TYPE_THAT_IS_UNSUPPORTED)"
+    assert row.psid == "1256217357730577" and row.page_id == "1717527131834678"
+    assert "EVENT_TYPE_THAT_IS_UNSUPPORTED" in row.raw
+    assert queued_job_ids() == []
 
 
 def test_non_utf8_body_is_refused_with_400(post_webhook):
@@ -161,9 +207,11 @@ def test_actionable_event_is_kept_and_queued(post_webhook, fixture, kind):
     assert queued_job_ids(queue) == [job_id_for(row.id)]
 
 
-@pytest.mark.parametrize(("fixture", "kind"), IGNORED_FIXTURES.items())
+@pytest.mark.parametrize(
+    ("fixture", "kind"), [(f, k) for f, k in IGNORED_FIXTURES.items() if k not in UNREADABLE_KINDS]
+)
 def test_non_actionable_event_is_acknowledged_and_ignored(post_webhook, fixture, kind):
-    """Echoes, receipts, reactions, handover, standby and unknown events get 200 and nothing else."""
+    """Echoes, receipts, reactions, handover and standby events get 200 and nothing else."""
     response = post_webhook(fixture)
     assert response.status_code == 200
     assert response.json()["received"] == 1
@@ -215,7 +263,7 @@ def test_mixed_body_keeps_messages_and_ignores_the_rest(post_webhook):
     body["entry"].append(load_fixture("delivery")["entry"][0])
     body["entry"].append(load_fixture("echo")["entry"][0])
     response = post_webhook(body)
-    assert response.json() == {"received": 3, "kept": 1, "duplicates": 0}
+    assert response.json() == {"received": 3, "kept": 1, "unreadable": 0, "duplicates": 0}
 
 
 # --- durability ------------------------------------------------------------------------------------
@@ -258,6 +306,6 @@ def test_long_text_goes_to_fast_queue_with_longer_timeout(post_webhook):
 def test_redelivery_outside_a_transaction_is_recognised(post_webhook):
     """With real commits (as in production, one autocommitted INSERT per message) a redelivery is a duplicate."""
     assert post_webhook("text_message").json()["kept"] == 1
-    assert post_webhook("text_message").json() == {"received": 1, "kept": 0, "duplicates": 1}
+    assert post_webhook("text_message").json() == {"received": 1, "kept": 0, "unreadable": 0, "duplicates": 1}
     assert InboundMessage.objects.count() == 1
     assert len(queued_job_ids()) == 1
