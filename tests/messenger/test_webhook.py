@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
 from rq.job import Job
 
+from harness import webhooks
 from messenger.inbox import job_id_for
 from messenger.models import InboundMessage
 from messenger.parsing import UNREADABLE_KINDS
 from messenger.queues import get_queue
+from observability.models import Event
 from tests.conftest import fixture_bytes, load_fixture, sign
 from tests.messenger.event_fixtures import ACTIONABLE_FIXTURES, IGNORED_FIXTURES
+from tests.messenger.helpers import run_worker, sent_messages
 
 URL = "/messenger/v2/webhook"
 pytestmark = pytest.mark.django_db
@@ -309,3 +316,147 @@ def test_redelivery_outside_a_transaction_is_recognised(post_webhook):
     assert post_webhook("text_message").json() == {"received": 1, "kept": 0, "unreadable": 0, "duplicates": 1}
     assert InboundMessage.objects.count() == 1
     assert len(queued_job_ids()) == 1
+
+
+# --- every signed body is kept: odd items, unstorable strings, a hung Redis (issue 13) --------------
+
+PAGE = "1717527131834678"
+GREETING = next(i for i in json.loads(Path("engine/rules.json").read_text())["intents"] if i["name"] == "greeting")
+
+
+def _item(psid: str, mid: str, text, ts: int) -> dict:
+    return {"sender": {"id": psid}, "recipient": {"id": PAGE}, "timestamp": ts,
+            "message": {"mid": mid, "text": text}}
+
+
+def _body(*items: dict) -> dict:
+    return {"object": "page", "entry": [{"id": PAGE, "time": items[0]["timestamp"], "messaging": list(items)}]}
+
+
+def _assert_greeting_sent_to(body: dict, psid: str) -> None:
+    """``body`` is exactly the Send API call answering a greeting from ``psid``."""
+    assert body == {
+        "recipient": {"id": psid},
+        "messaging_type": "RESPONSE",
+        "message": {
+            "text": body["message"]["text"],
+            "quick_replies": [
+                {"content_type": "text", "title": q["title"], "payload": q["payload"]}
+                for q in GREETING["quick_replies"]
+            ],
+        },
+    }
+    assert body["message"]["text"] in GREETING["answers"]
+
+
+@pytest.mark.usefixtures("page_token")
+def test_odd_item_kept_and_rest_answered(post_webhook, graph):
+    """Two users' messages and one odd item (the 2026 sticker shape, attachments as an object) in one
+    body: 200, both users answered exactly once, the odd item kept raw as unreadable with its reason."""
+    now = int(time.time() * 1000)
+    odd = {"sender": {"id": "3333"}, "recipient": {"id": PAGE}, "timestamp": now,
+           "message": {"mid": "m.sticker", "attachments": {"type": "sticker", "sticker_id": 767226160478561}}}
+    raw = webhooks.encode(_body(_item("1111", "m.a", "hello", now), odd, _item("2222", "m.b", "hi", now + 1)))
+    response = post_webhook(raw)
+    assert response.status_code == 200
+    assert response.json() == {"received": 3, "kept": 2, "unreadable": 1, "duplicates": 0}
+    assert post_webhook(raw).json()["duplicates"] == 3  # Facebook's redelivery changes nothing
+    run_worker()
+    sent = sent_messages(graph)
+    assert sorted(b["recipient"]["id"] for b in sent) == ["1111", "2222"]
+    for body in sent:
+        _assert_greeting_sent_to(body, body["recipient"]["id"])
+    statuses = dict(InboundMessage.objects.values_list("mid", "status"))
+    assert statuses.pop("m.a") == statuses.pop("m.b") == InboundMessage.Status.ANSWERED
+    [(odd_mid, odd_status)] = statuses.items()
+    row = InboundMessage.objects.get(mid=odd_mid)
+    assert odd_status == InboundMessage.Status.UNREADABLE and row.psid == "3333" and row.raw == odd
+    assert row.status_reason == "entry[0].messaging[1].message.attachments must be a list"
+    assert Event.objects.filter(event_type=Event.Type.MESSAGE_UNREADABLE, inbound_id=row.id).count() == 1
+
+
+@pytest.mark.usefixtures("page_token")
+def test_nul_in_text_answered(post_webhook, graph):
+    """A NUL in a user's text (PostgreSQL refuses it) is stored as U+FFFD and the message is answered:
+    webhook -> queue -> worker -> exactly one Send API call with the greeting."""
+    now = int(time.time() * 1000)
+    response = post_webhook(_body(_item("1111", "m.nul", "hello \u0000there", now)))
+    assert response.status_code == 200 and response.json()["kept"] == 1
+    run_worker()
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.ANSWERED
+    assert row.text == "hello \ufffdthere" and row.raw["message"]["text"] == "hello \ufffdthere"
+    [body] = sent_messages(graph)
+    _assert_greeting_sent_to(body, "1111")
+
+
+@pytest.mark.usefixtures("page_token")
+def test_lone_surrogate_in_text_and_in_a_key_answered(post_webhook, graph):
+    """Lone surrogates (not encodable to UTF-8), in a text and in an object key, are stored as U+FFFD."""
+    now = int(time.time() * 1000)
+    item = _item("1111", "m.sur", "hello \ud800there", now)
+    item["message"]["x\udc00y"] = 1
+    raw = webhooks.encode(_body(item))  # json.dumps writes each lone surrogate as a \\uXXXX escape
+    assert b"\\ud800" in raw and b"\\udc00" in raw  # in the signed bytes, as a client would send them
+    assert post_webhook(raw).status_code == 200
+    run_worker()
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.ANSWERED
+    assert row.text == "hello \ufffdthere" and row.raw["message"]["x\ufffdy"] == 1
+    [body] = sent_messages(graph)
+    _assert_greeting_sent_to(body, "1111")
+
+
+class HungRedis:
+    """A TCP server that accepts connections and never answers: a Redis hung mid-way (DEBUG SLEEP)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.server.settimeout(0.1)
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            self.connections.append(conn)  # read nothing, answer nothing
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=2)
+        for conn in self.connections:
+            conn.close()
+        self.server.close()
+
+
+@pytest.fixture
+def hung_redis(settings):
+    """The channel's queues pointed at a Redis that accepts connections and never answers."""
+    hung = HungRedis()
+    url = f"redis://127.0.0.1:{hung.port}/0"
+    settings.RQ_QUEUES = {name: {**conf, "URL": url} for name, conf in settings.RQ_QUEUES.items()}
+    yield hung
+    hung.close()
+
+
+def test_hung_redis_webhook_answers_fast_with_rows_pending(post_webhook, hung_redis):
+    """Against a hung Redis the webhook answers 200 within ~1.5 s (one ingress timeout for the whole
+    body, not ~10 s per row), and every row is kept pending for the requeue and the sweep."""
+    now = int(time.time() * 1000)
+    body = _body(*(_item(f"{i}000", f"m.hung{i}", "hello", now + i) for i in range(3)))
+    started = time.monotonic()
+    response = post_webhook(body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200 and response.json()["kept"] == 3
+    assert elapsed < 1.5, f"the webhook waited {elapsed:.2f} s on a hung Redis"
+    assert len(hung_redis.connections) == 1  # one attempt, no retry, nothing tried after the first failure
+    rows = InboundMessage.objects.all()
+    assert {(r.status, r.status_reason) for r in rows} == {
+        (InboundMessage.Status.PENDING, "queue unavailable when received")
+    }
