@@ -22,6 +22,7 @@ from messenger.inbox import job_id_for
 from messenger.models import InboundMessage
 from messenger.parsing import UNREADABLE_KINDS
 from messenger.queues import get_queue
+from observability import metrics
 from observability.models import Event
 from tests.conftest import fixture_bytes, load_fixture, sign
 from tests.messenger.event_fixtures import ACTIONABLE_FIXTURES, IGNORED_FIXTURES
@@ -436,18 +437,22 @@ class HungRedis:
 
 
 @pytest.fixture
-def hung_redis(settings):
-    """The channel's queues pointed at a Redis that accepts connections and never answers."""
+def hung_redis(settings, monkeypatch):
+    """The channel's queues and the cache (the /metrics counters) on a Redis that accepts connections
+    and never answers, as when one Redis serves both and hangs."""
     hung = HungRedis()
     url = f"redis://127.0.0.1:{hung.port}/0"
     settings.RQ_QUEUES = {name: {**conf, "URL": url} for name, conf in settings.RQ_QUEUES.items()}
+    settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": url}}
+    monkeypatch.setattr(metrics, "_redis_down_until", 0.0)  # restored after: later tests count again
     yield hung
     hung.close()
 
 
 def test_hung_redis_webhook_answers_fast_with_rows_pending(post_webhook, hung_redis):
     """Against a hung Redis the webhook answers 200 within ~1.5 s (one ingress timeout for the whole
-    body, not ~10 s per row), and every row is kept pending for the requeue and the sweep."""
+    body and one short counter timeout, not ~10 s per row), and every row is kept pending for the
+    requeue and the sweep."""
     now = int(time.time() * 1000)
     body = _body(*(_item(f"{i}000", f"m.hung{i}", "hello", now + i) for i in range(3)))
     started = time.monotonic()
@@ -455,7 +460,8 @@ def test_hung_redis_webhook_answers_fast_with_rows_pending(post_webhook, hung_re
     elapsed = time.monotonic() - started
     assert response.status_code == 200 and response.json()["kept"] == 3
     assert elapsed < 1.5, f"the webhook waited {elapsed:.2f} s on a hung Redis"
-    assert len(hung_redis.connections) == 1  # one attempt, no retry, nothing tried after the first failure
+    # One connection for the first enqueue (no retry, nothing tried after it fails), one for the counter.
+    assert len(hung_redis.connections) == 2
     rows = InboundMessage.objects.all()
     assert {(r.status, r.status_reason) for r in rows} == {
         (InboundMessage.Status.PENDING, "queue unavailable when received")
