@@ -4,8 +4,8 @@ Facebook's shape (Webhook Reference, "Common format"): ``{"object": "page", "ent
 "messaging": [item, ...]} | {"id", "time", "standby": [item, ...]}]}``. A body may batch several
 entries and several items per entry, not always in time order. Each messaging item carries exactly
 one event key (``message``, ``postback``, ``delivery``, ...); :data:`EVENT_KEYS` is the one table
-from key to kind, and :data:`ACTIONABLE_KINDS` says which kinds we answer. Everything else is
-acknowledged and ignored.
+from key to kind, and :data:`ACTIONABLE_KINDS` says which kinds we answer. The other kinds we know
+(echoes, deliveries, reads, ...) are acknowledged and ignored.
 
 Only the body itself can be refused: a body that is not an object with an ``entry`` list is a
 :class:`PayloadError` (400) and ``object`` other than ``page`` is :class:`UnsupportedObject` (404).
