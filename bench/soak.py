@@ -23,14 +23,19 @@ messages in timestamp order, spread over the run; a refused POST is redelivered,
 - a worker (its whole process group: the worker and its work horse) is SIGKILLed at random times
   (``random.Random(--seed)``) and restarted after a short pause; a worker that exits on its own is
   restarted too (as systemd or Kubernetes would) and counted;
-- Redis is SIGKILLed once and started again, empty.
+- Redis is SIGKILLed once and started again, empty;
+- ``--odd-batches`` bodies each batch two new users' text messages with an item the parser can't
+  read (the 2026 sticker and share shapes, an unknown event; every third body also an entry that is
+  not an object), and the texts carry NUL characters and lone surrogates (:func:`post_odd_batches`).
 
 Then it waits (bounded) until every inbound row is final and compares what the fake Graph accepted
 with what the inbox says was to be sent: per user, the reply parts of each message in order are
 matched against the Send API bodies received for that user. ``lost`` counts messages without a
 complete reply (not final, not answered, a part never received, or a posted message not in the
 inbox); ``duplicated`` counts Send API message bodies received beyond those expected. The closing
-line starts ``lost=N duplicated=N``; the exit status is 1 when either is non-zero.
+line starts ``lost=N duplicated=N``; the exit status is 1 when either is non-zero. The odd batches
+are counted by :func:`check_odd_batches` into the same ``lost`` and ``duplicated`` (each of their text
+messages answered exactly once), plus ``odd_lost``: odd items not kept with the status ``unreadable``.
 """
 
 from __future__ import annotations
@@ -317,6 +322,68 @@ def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
     }
 
 
+def post_odd_batches(port: int, *, count: int, over_s: float, batches: list, refused: list) -> threading.Thread:
+    """Post ``count`` odd batches spread over ``over_s`` seconds (in the background).
+
+    Each batch has two users of its own (so "answered exactly once" is one row and its reply per
+    user), one odd item and NUL or a lone surrogate in the texts; a refused POST is redelivered.
+    """
+    run = uuid.uuid4().hex[:6]
+
+    def run_batches() -> None:
+        poster = webhooks.Poster(port, secret=common.APP_SECRET, timeout=15)
+        for n in range(count):
+            time.sleep(over_s / max(count, 1))
+            users = [f"9{int(run, 16) % 10**5:05d}{n:05d}{j}" for j in range(2)]
+            texts = [(users[0], f"m_odd_{run}_{n}_0", f"hello \x00 there #{n}"),
+                     (users[1], f"m_odd_{run}_{n}_1", f"what are your opening hours \ud800? #{n}")]
+            batch = webhooks.odd_batch(texts, n=n, odd_entry=n % 3 == 0)
+            body = webhooks.encode(batch.body)
+            for attempt in range(10):
+                if poster.post(body) == 200:
+                    batches.append(batch)
+                    break
+                time.sleep(0.5 * (attempt + 1))
+            else:
+                refused.append(f"odd batch {n}")
+        poster.close()
+
+    thread = threading.Thread(target=run_batches, name="odd-batches", daemon=True)
+    thread.start()
+    return thread
+
+
+def check_odd_batches(db: Db, fake: FakeGraph, batches: list, *, planned: int) -> dict:
+    """Every text message of an odd batch answered exactly once, every odd item kept as unreadable;
+    the two messages of each of the ``planned`` batches the webhook never accepted count as lost."""
+    rows = {mid: (rid, status) for rid, mid, status in db.rows(
+        "SELECT id, mid, status FROM messenger_inboundmessage")}
+    parts: dict[int, list[str]] = defaultdict(list)
+    for inbound_id, body in db.rows(
+        "SELECT inbound_id, body FROM messenger_outboundpart ORDER BY inbound_id, position"
+    ):
+        parts[inbound_id].append(json.dumps(body, sort_keys=True))
+    received: dict[str, Counter] = defaultdict(Counter)
+    for r in fake.messages():
+        received[r.psid][json.dumps(r.body.get("message"), sort_keys=True)] += 1
+    lost = 2 * (planned - len(batches))
+    duplicated = odd_lost = messages = odd_items = 0
+    for batch in batches:
+        for psid, mid in batch.messages:
+            messages += 1
+            rid, status = rows.get(mid, (None, "missing"))
+            want = Counter(parts.get(rid, []))
+            got = received.get(psid, Counter())
+            if status != "answered" or not want or want - got:
+                lost += 1
+            duplicated += sum((got - want).values())
+        for mid in batch.unreadable_mids:
+            odd_items += 1
+            odd_lost += rows.get(mid, (None, "missing"))[1] != "unreadable"
+    return {"messages": messages, "odd_items": odd_items, "lost": lost, "duplicated": duplicated,
+            "odd_lost": odd_lost}
+
+
 def count_log_events(paths: list[Path], names: list[str]) -> Counter:
     counts: Counter = Counter()
     pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
@@ -341,6 +408,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kills", type=int, default=None, help="worker SIGKILLs (default 3 quick, 8 long)")
     parser.add_argument("--fault-seconds", type=float, default=None, help="length of the Send API failure")
+    parser.add_argument("--odd-batches", type=int, default=None,
+                        help="bodies mixing messages with unreadable items and NUL (default 20 quick, 60 long)")
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--redis-port", type=int, default=6390)
     parser.add_argument("--settle", type=float, default=None, help="longest wait for every row to be final (s)")
@@ -351,6 +420,7 @@ def main() -> int:
     args.kills = args.kills if args.kills is not None else (3 if args.quick else 8)
     args.fault_seconds = args.fault_seconds or (8.0 if args.quick else 20.0)
     settle = args.settle or (70.0 if args.quick else 150.0)
+    args.odd_batches = args.odd_batches if args.odd_batches is not None else (20 if args.quick else 60)
 
     processes.install_cleanup()
     if not port_free(args.redis_port):
@@ -388,6 +458,9 @@ def main() -> int:
     refused: list[str] = []
     t0 = time.monotonic()
     poster = post_all(port, messages, args.rate, posted, refused)
+    odd_batches: list = []
+    odd_poster = post_odd_batches(port, count=args.odd_batches, over_s=args.messages / args.rate,
+                                  batches=odd_batches, refused=refused)
     events = [(faults["5xx"][0], "5xx"), (faults["hang"][0], "hang"), (faults["hang"][1], "ok"),
               (faults["redis_restart"], "redis")]
     events += [(at, ("kill", slot, pause)) for at, slot, pause in faults["kills"]]
@@ -410,6 +483,7 @@ def main() -> int:
             workers.sigkill(slot, pause)
     fake.set_mode("ok")
     poster.join(timeout=600)
+    odd_poster.join(timeout=600)
     load_done = time.monotonic()
     common.log(f"all {len(posted)} webhooks accepted ({len(refused)} refused); waiting for every row to be final")
 
@@ -418,7 +492,7 @@ def main() -> int:
     while time.monotonic() < deadline:
         open_rows = db.open_count()
         total = int(db.scalar("SELECT count(*) FROM messenger_inboundmessage") or 0)
-        if open_rows == 0 and total >= len(posted):
+        if open_rows == 0 and total >= len(posted) + 3 * len(odd_batches):
             break
         time.sleep(0.5)
     settled_s = time.monotonic() - load_done
@@ -427,6 +501,9 @@ def main() -> int:
     processes.stop_process(gunicorn)
 
     result = compare(db, fake, messages, posted)
+    odd = check_odd_batches(db, fake, odd_batches, planned=args.odd_batches)
+    result["lost"] += odd["lost"]
+    result["duplicated"] += odd["duplicated"]
     statuses = db.status_counts()
     attempts = db.rows("SELECT attempts, count(*) FROM messenger_inboundmessage GROUP BY attempts ORDER BY 1")
     event_counts = dict(db.rows("SELECT event_type, count(*) FROM observability_event GROUP BY event_type"))
@@ -470,6 +547,10 @@ def main() -> int:
         ["expected reply bodies (inbox parts)", result["expected_bodies"]],
         ["reply bodies received by the fake", result["received_bodies"]],
         ["users whose replies came out of order", result["users_out_of_order"]],
+        ["odd batches posted (messages / odd items in them)",
+         f"{len(odd_batches)} ({odd['messages']} / {odd['odd_items']})"],
+        ["odd batches: messages lost / duplicated", f"{odd['lost']} / {odd['duplicated']}"],
+        ["odd items not kept as unreadable", odd["odd_lost"]],
     ])
     print(f"final statuses: {statuses}")
     if result["lost"]:
@@ -481,9 +562,10 @@ def main() -> int:
         f"\nlost={result['lost']} duplicated={result['duplicated']} messages={args.messages} users={args.users} "
         f"deferred={event_counts.get('message_deferred', 0)} retried_rows={sum(c for a, c in attempts if a > 1)} "
         f"requeued={logs['messenger.inbox.requeued']} kills={workers.killed} redis_restarts={redis_server.starts - 1} "
-        f"out_of_order_users={result['users_out_of_order']} seed={args.seed}"
+        f"out_of_order_users={result['users_out_of_order']} odd_batches={len(odd_batches)} "
+        f"odd_lost={odd['odd_lost']} seed={args.seed}"
     )
-    return 1 if result["lost"] or result["duplicated"] else 0
+    return 1 if result["lost"] or result["duplicated"] or odd["odd_lost"] else 0
 
 
 if __name__ == "__main__":

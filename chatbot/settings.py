@@ -179,6 +179,9 @@ MESSENGER_HISTORY_LIMIT = env.int("MESSENGER_HISTORY_LIMIT", default=10)
 MESSENGER_CONVERSATION_TTL_SECONDS = env.int("MESSENGER_CONVERSATION_TTL_SECONDS", default=3600)
 # Largest webhook body accepted, in bytes; larger bodies get 413 before they are read.
 MESSENGER_MAX_BODY_BYTES = env.int("MESSENGER_MAX_BODY_BYTES", default=1024 * 1024)
+# Milliseconds the webhook waits on Redis to enqueue a job (connect and read, no retry); past it the
+# rows stay pending for the recovery sweep, and Facebook still gets its 200 at once.
+MESSENGER_INGRESS_REDIS_TIMEOUT_MS = env.int("MESSENGER_INGRESS_REDIS_TIMEOUT_MS", default=500)
 # Texts of this many characters or more are "long": still messenger_fast, with a longer job timeout.
 MESSENGER_LONG_TEXT_CHARS = env.int("MESSENGER_LONG_TEXT_CHARS", default=200)
 # How often a worker looks for messages whose worker died mid-job, and puts them back.

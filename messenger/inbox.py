@@ -2,7 +2,9 @@
 
 ``inbox_keep_events`` writes the rows (unique on Facebook's message id, so a redelivery is a no-op)
 in one transaction; ``inbox_enqueue`` puts their jobs on the queue the routing rule picks, after the
-commit. If Redis can't take a job the row stays ``pending`` and ``inbox_requeue`` (run by
+commit. Items the parser could not read are kept too, raw, with the final status ``unreadable`` and
+the problem as reason: nothing signed is dropped, and they never reach a queue.
+If Redis can't take a job the row stays ``pending`` and ``inbox_requeue`` (run by
 ``manage.py messenger_requeue`` and by every worker's recovery sweep) puts it back later. A row is
 therefore never lost: it is answered, or it says why not, or it is waiting to be queued again.
 """
@@ -26,10 +28,10 @@ from rq.job import Job, JobStatus
 from messenger.models import InboundMessage
 from messenger.ordering import inflight_alive, sender_lock_held
 from messenger.parsing import EventKind, MessagingEvent
-from messenger.queues import channel_redis, get_queue
+from messenger.queues import channel_redis, get_queue, ingress_queue
 from messenger.routing import route_for
 from observability.hashing import hash_psid
-from observability.signals import message_received, send_safely
+from observability.signals import message_received, message_unreadable, send_safely
 
 logger = logging.getLogger("messenger.inbox")
 
@@ -45,7 +47,8 @@ def job_id_for(inbound_id: int) -> str:
 
 @dataclass
 class KeepResult:
-    kept: list[InboundMessage] = field(default_factory=list)
+    kept: list[InboundMessage] = field(default_factory=list)  # new rows to answer (queue their jobs)
+    unreadable: list[InboundMessage] = field(default_factory=list)  # new rows kept raw, final
     duplicates: int = 0
     ignored: Counter = field(default_factory=Counter)
 
@@ -60,7 +63,24 @@ def _kind_of(event: MessagingEvent) -> str:
     return InboundMessage.Kind.TEXT
 
 
+def _unreadable_row_for(event: MessagingEvent, received_at: datetime) -> InboundMessage:
+    return InboundMessage(
+        mid=event.mid,
+        page_id=event.page_id[:64],
+        psid=event.sender_id[:64],
+        kind=InboundMessage.Kind.UNREADABLE,
+        raw=event.raw,
+        fb_timestamp=event.timestamp,
+        received_at=received_at,
+        finished_at=received_at,
+        status=InboundMessage.Status.UNREADABLE,
+        status_reason=event.problem,
+    )
+
+
 def _row_for(event: MessagingEvent, received_at: datetime) -> InboundMessage:
+    if event.unreadable:
+        return _unreadable_row_for(event, received_at)
     kind = _kind_of(event)
     route = route_for(kind=kind, text=event.text, has_attachments=bool(event.attachments))
     return InboundMessage(
@@ -70,7 +90,7 @@ def _row_for(event: MessagingEvent, received_at: datetime) -> InboundMessage:
         kind=kind,
         text=event.text,
         payload=event.payload,
-        title=event.title,
+        title=event.title[:255],
         attachments=[a.to_dict() for a in event.attachments],
         raw=dict(event.raw),
         fb_timestamp=event.timestamp,
@@ -83,20 +103,23 @@ def _row_for(event: MessagingEvent, received_at: datetime) -> InboundMessage:
 def inbox_keep_events(
     *, events: Sequence[MessagingEvent], received_at: datetime | None = None, started: float | None = None
 ) -> KeepResult:
-    """Store every actionable event of one webhook body; duplicates (redeliveries) are counted, not stored.
+    """Store every actionable and every unreadable event of one webhook body; duplicates (redeliveries)
+    are counted, not stored.
 
     ``events`` come from :func:`messenger.parsing.parse_webhook`, each sender's in timestamp order, so
     row ids ascend in that order too. New rows are inserted in one transaction (a redelivery, which
     hits the unique ``mid``, falls back to row-by-row savepoints); ``message_received`` is sent for
     each new row after the commit. ``started`` (``time.perf_counter()`` at request start) gives the
-    latency.
+    latency. Unreadable rows (final, never queued) come back in ``unreadable`` and get
+    ``message_unreadable`` instead.
     """
     received_at = received_at or timezone.now()
     result = KeepResult()
     candidates: list[MessagingEvent] = []
     seen: set[str] = set()
     for event in events:
-        if not event.actionable or not event.sender_id or event.sender_id == event.page_id:
+        ignorable = not event.actionable or not event.sender_id or event.sender_id == event.page_id
+        if ignorable and not event.unreadable:
             result.ignored[event.kind.value] += 1
             continue
         if event.mid in seen:
@@ -129,10 +152,18 @@ def inbox_keep_events(
                     result.kept.append(row)
                 except IntegrityError:
                     result.duplicates += 1
+    result.unreadable = [row for row in result.kept if row.status == InboundMessage.Status.UNREADABLE]
+    result.kept = [row for row in result.kept if row.status != InboundMessage.Status.UNREADABLE]
     # After the commit: the rows are durable whatever a receiver does, and an event costs one INSERT.
     latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
     for row in result.kept:
         send_safely(message_received, sender=inbox_keep_events, inbound=row, latency_ms=latency_ms)
+    for row in result.unreadable:
+        send_safely(message_unreadable, sender=inbox_keep_events, inbound=row, reason=row.status_reason)
+        logger.warning(
+            "messenger.inbox.unreadable",
+            extra={"mid": row.mid, "psid_hash": hash_psid(row.psid), "reason": row.status_reason},
+        )
     for row in result.kept:
         logger.info(
             "messenger.inbox.kept",
@@ -150,10 +181,15 @@ def current_job_id(row: InboundMessage) -> str:
     return row.job_id or job_id_for(row.id)
 
 
-def _enqueue_one(row: InboundMessage, *, at: datetime | None = None, fresh: bool = False) -> None:
-    """Queue (or schedule ``at``) the row's job; ``fresh`` gives it a new job id, recorded on the row."""
+def _enqueue_one(
+    row: InboundMessage, *, at: datetime | None = None, fresh: bool = False, ingress: bool = False
+) -> None:
+    """Queue (or schedule ``at``) the row's job; ``fresh`` gives it a new job id, recorded on the row.
+
+    ``ingress``: on the webhook's short-timeout, no-retry client (:func:`messenger.queues.ingress_queue`).
+    """
     route = route_for(kind=row.kind, text=row.text, has_attachments=bool(row.attachments))
-    queue = get_queue(route.queue)
+    queue = ingress_queue(route.queue) if ingress else get_queue(route.queue)
     job_id = job_id_for(row.id)
     if fresh:
         job_id = f"{job_id}-{secrets.token_hex(4)}"
@@ -176,12 +212,19 @@ def inbox_enqueue(*, rows: Iterable[InboundMessage]) -> tuple[int, int]:
     """Queue the job of each row (already committed). Returns ``(queued, left_pending)``.
 
     A row whose job Redis would not take is set back to ``pending`` with the reason, for
-    ``messenger_requeue`` and the workers' recovery sweep; the caller still answers 200.
+    ``messenger_requeue`` and the workers' recovery sweep; the caller still answers 200. The webhook
+    must answer Facebook fast whatever Redis does, so the enqueue uses the ingress client (a socket
+    timeout of ``MESSENGER_INGRESS_REDIS_TIMEOUT_MS``, no retry), and after the first failure the
+    remaining rows are left pending without trying: a hung Redis costs one timeout per request, not
+    one (or two) per row.
     """
     queued, failed_ids = 0, []
     for row in rows:
+        if failed_ids:
+            failed_ids.append(row.id)
+            continue
         try:
-            _enqueue_one(row)
+            _enqueue_one(row, ingress=True)
             queued += 1
         except redis.RedisError as exc:
             failed_ids.append(row.id)

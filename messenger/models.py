@@ -19,6 +19,7 @@ class InboundMessage(models.Model):
         QUICK_REPLY = "quick_reply", "Quick reply"
         ATTACHMENTS = "attachments", "Attachments"
         POSTBACK = "postback", "Postback"
+        UNREADABLE = "unreadable", "Unreadable item (kept raw)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending (kept, not on a queue)"
@@ -30,10 +31,15 @@ class InboundMessage(models.Model):
         DEFERRED = "deferred", "Deferred (Send API unavailable)"
         EXPIRED = "expired", "Expired (outside the messaging window)"
         FAILED = "failed", "Failed"
+        # A signed item we could not read (wrong types, a shape Facebook changed): kept raw with the
+        # problem as status_reason, never answered, so staff can see it and nothing is lost.
+        UNREADABLE = "unreadable", "Unreadable (kept raw, not answered)"
 
     # The one definition of which statuses end a message's life (the pipeline, the inbox, the admin
     # and the recovery sweep all read these): a final row is never processed or requeued again.
-    FINAL_STATUSES = (Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED)
+    FINAL_STATUSES = (
+        Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED, Status.UNREADABLE
+    )
     OPEN_STATUSES = (Status.PENDING, Status.QUEUED, Status.PROCESSING, Status.DEFERRED)
 
     # Facebook's message id; postbacks get a stable id derived from their content.

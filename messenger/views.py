@@ -3,6 +3,9 @@
 The POST follows a fixed order of checks (Sentry's webhook pattern): size, signature over the raw
 bytes, UTF-8, JSON, shape; then the events are kept in the durable inbox and their jobs queued.
 No chat engine or Send API work happens in the request: Facebook gets its 200 in milliseconds.
+Only the body as a whole can be refused (4xx); a signed body that passes is kept whole: strings the
+database can't store are made storable (``messenger.storable``) and items that can't be read are kept
+raw as ``unreadable`` (``messenger.parsing``), so one odd item never makes Facebook redeliver the rest.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from rest_framework.views import APIView
 from messenger import inbox
 from messenger.parsing import PayloadError, UnsupportedObject, parse_webhook
 from messenger.signature import SIGNATURE_HEADER, check_signature
+from messenger.storable import storable
 from observability.metrics import webhook_answer_count
 
 logger = logging.getLogger("messenger.webhook")
@@ -26,6 +30,11 @@ logger = logging.getLogger("messenger.webhook")
 
 def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
+
+
+def _refuse_constant(name: str) -> None:
+    """``NaN`` and ``Infinity`` are not JSON (and jsonb refuses them): the body is malformed."""
+    raise ValueError(f"{name} is not JSON")
 
 
 class WebhookV2View(APIView):
@@ -86,7 +95,7 @@ class WebhookV2View(APIView):
             return _error(403, "invalid signature")
 
         try:
-            data = json.loads(body.decode("utf-8"))
+            data = storable(json.loads(body.decode("utf-8"), parse_constant=_refuse_constant))
         except UnicodeDecodeError:
             logger.warning("messenger.webhook.not-utf8")
             return _error(400, "body is not UTF-8")
@@ -110,10 +119,16 @@ class WebhookV2View(APIView):
             extra={
                 "events": len(events),
                 "kept": len(kept.kept),
+                "unreadable": len(kept.unreadable),
                 "duplicates": kept.duplicates,
                 "ignored": dict(kept.ignored),
                 "left_pending": pending,
                 "ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
-        return JsonResponse({"received": len(events), "kept": len(kept.kept), "duplicates": kept.duplicates})
+        return JsonResponse({
+            "received": len(events),
+            "kept": len(kept.kept),
+            "unreadable": len(kept.unreadable),
+            "duplicates": kept.duplicates,
+        })

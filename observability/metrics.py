@@ -11,8 +11,8 @@ from a hook rq does not have, and the files are per host while our processes are
 already shared by every process on every host, and one ``HINCRBY`` is atomic, so the counters here
 are exact and monotonic whatever process increments them.
 
-Keys (raw Redis keys on the ``default`` cache's connection, no expiry; only a ``FLUSHDB`` resets them,
-which a Prometheus ``rate()`` treats as a counter reset):
+Keys (raw Redis keys in the ``default`` cache's Redis database, on a client of their own, no expiry;
+only a ``FLUSHDB`` resets them, which a Prometheus ``rate()`` treats as a counter reset):
 
 - :data:`SEND_OUTCOMES_KEY`: hash ``outcome -> count``; ``ok`` per reply sent, else the error class;
 - :data:`WEBHOOK_ANSWERS_KEY`: hash ``"<METHOD> <status>" -> count``;
@@ -43,9 +43,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import redis
+from django.conf import settings
 from django_redis import get_redis_connection
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger("observability.metrics")
 
@@ -75,9 +79,28 @@ _next_failure_log = 0.0  # time.monotonic() before which failures are counted, n
 _failures_unlogged = 0
 
 
+# Seconds a counter may wait on Redis (connect and each read), with no retry: a Redis that accepts
+# connections but never answers must not hold the webhook's answer (issue 13) for the cache client's
+# timeout twice over. A count that misses it is lost, as in an outage.
+REDIS_TIMEOUT_S = 0.3
+_clients: dict[str, redis.Redis] = {}
+
+
 def _redis():
-    """The ``default`` cache's Redis client (django-redis): short timeouts, shared by every process."""
-    return get_redis_connection("default")
+    """A client of the ``default`` cache's Redis (same URL and database; the keys are raw, unprefixed)
+    with :data:`REDIS_TIMEOUT_S` timeouts and no retry; django-redis's own client when the cache's
+    location is not one URL."""
+    location = settings.CACHES["default"].get("LOCATION")
+    if not isinstance(location, str) or "," in location:
+        return get_redis_connection("default")
+    client = _clients.get(location)
+    if client is None:
+        with _state_lock:
+            client = _clients.setdefault(location, redis.Redis.from_url(
+                location, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),
+            ))
+    return client
 
 
 def _outcome_label(value: str) -> str:

@@ -17,6 +17,7 @@ class Event(models.Model):
         MESSAGE_EXPIRED = "message_expired", "Message expired"
         TOKEN_FAILING = "token_failing", "Page token failing"
         GRAPH_USAGE = "graph_usage", "Graph API usage"
+        MESSAGE_UNREADABLE = "message_unreadable", "Item unreadable (kept raw)"
 
     event_type = models.CharField(max_length=32, choices=Type.choices)
     platform = models.CharField(max_length=16, default="messenger")

@@ -16,6 +16,7 @@ message_deferred     ``reason``, ``retry_in_ms``
 message_expired      ``reason``
 token_failing        ``page_id``, ``error_code``, ``fingerprint`` (one per incident)
 graph_usage          ``page_id``, ``app``, ``page``, ``business`` (at most one a minute a page)
+message_unreadable   ``reason``
 ==================== =================================================================
 
 ``dispatch_uid`` keeps a receiver from being connected twice if this module is imported again.
@@ -166,4 +167,15 @@ def on_graph_usage_observed(sender: object, *, page_id: str = "", usage: dict | 
     event_record(
         event_type=Event.Type.GRAPH_USAGE,
         detail={"page_id": page_id or "", **{key: usage.get(key) for key in ("app", "page", "business")}},
+    )
+
+
+@receiver(signals.message_unreadable, dispatch_uid="observability.message_unreadable")
+def on_message_unreadable(sender: object, *, inbound: Any = None, reason: str = "",
+                          **kwargs: Any) -> None:
+    """The webhook kept an item it could not read (raw, status ``unreadable``): staff should look."""
+    event_record(
+        event_type=Event.Type.MESSAGE_UNREADABLE,
+        inbound=inbound,
+        detail={"reason": reason or ""},
     )

@@ -17,6 +17,8 @@ Every signal is sent with ``sender=`` the function that emits it and keyword arg
   token, never the token): sent once per incident, when a page's token starts failing.
 - ``graph_usage_observed``: ``page_id`` (str), ``usage`` (dict: ``app``, ``page``, ``business``, the
   figures of Meta's usage headers): sent at most once a minute per page.
+- ``message_unreadable``: ``inbound`` (the row kept raw with the status ``unreadable``), ``reason``
+  (str: what could not be read, e.g. ``entry[0].messaging[1].message.text must be a string``).
 
 Send them with :func:`send_safely`: a receiver that raises is logged and never stops a message.
 """
@@ -40,6 +42,7 @@ message_deferred = Signal()
 message_expired = Signal()
 token_failing = Signal()
 graph_usage_observed = Signal()
+message_unreadable = Signal()
 
 
 def send_safely(signal: Signal, sender: object, **kwargs) -> None:

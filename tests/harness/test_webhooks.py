@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,6 +12,7 @@ from harness import webhooks
 from harness.processes import free_port
 from messenger.parsing import EventKind, parse_webhook
 from messenger.signature import SIGNATURE_HEADER, check_signature
+from messenger.storable import storable
 
 SECRET = "harness-secret"
 
@@ -22,6 +24,20 @@ def test_text_body_parses_as_one_text_message():
     assert (event.kind, event.text, event.mid, event.sender_id, event.page_id, event.timestamp) == (
         EventKind.MESSAGE, "hello", "m_1", "123", webhooks.PAGE_ID, 1_700_000_000_000,
     )
+
+
+def test_odd_batch_holds_its_messages_and_the_ids_of_its_odd_items():
+    """An odd batch parses into its text messages (NUL made storable) and one unreadable event per odd
+    item or entry, whose derived ids the batch lists for the soak to look up."""
+    texts = [("1", "m_a", "hi \x00 there"), ("2", "m_b", "hours \ud800?")]
+    for n in range(3):
+        batch = webhooks.odd_batch(texts, n=n, ts_ms=1_700_000_000_000, odd_entry=n == 0)
+        events = parse_webhook(storable(json.loads(webhooks.encode(batch.body))))
+        messages = sorted((e.sender_id, e.mid, e.text) for e in events if e.actionable)
+        assert messages == [("1", "m_a", "hi \ufffd there"), ("2", "m_b", "hours \ufffd?")]
+        assert batch.messages == [("1", "m_a"), ("2", "m_b")]
+        assert sorted(batch.unreadable_mids) == sorted(e.mid for e in events if e.unreadable)
+        assert len(batch.unreadable_mids) == (2 if n == 0 else 1)
 
 
 def test_sign_passes_the_apps_signature_check():

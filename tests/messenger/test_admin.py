@@ -46,3 +46,32 @@ def test_requeue_action_queues_open_messages_only(admin_client):
     answered.refresh_from_db()
     assert pending.status == "queued" and answered.status == "answered"
     assert get_queue("messenger_fast").get_job_ids() == [pending.job_id]
+
+
+def test_unreadable_rows_are_listed_and_filtered_with_their_reason(admin_client):
+    """Staff find the items kept raw by filtering on the status, each with the parse problem as reason."""
+    InboundMessage.objects.create(
+        mid="ur.odd", page_id="p", psid="", kind="unreadable", fb_timestamp=1, raw={"sticker": {"v": 2}},
+        status="unreadable", status_reason="entry[0].messaging[0] has no event key we know (sticker)",
+    )
+    make_row("m_fine", "answered")
+    url = reverse("admin:messenger_inboundmessage_changelist")
+    listing = admin_client.get(url, {"status__exact": "unreadable"})
+    assert listing.status_code == 200
+    assert b"ur.odd" in listing.content and b"m_fine" not in listing.content
+    assert b"has no event key we know (sticker)" in listing.content
+    assert b"Unreadable (kept raw, not answered)" in admin_client.get(url).content  # the filter's choice
+    detail = admin_client.get(reverse("admin:messenger_inboundmessage_change",
+                                      args=[InboundMessage.objects.get(mid="ur.odd").id]))
+    assert detail.status_code == 200 and b"sticker" in detail.content
+
+
+def test_requeue_action_leaves_unreadable_rows_alone(admin_client):
+    """An unreadable row is final: the requeue action skips it and queues nothing."""
+    row = make_row("ur.final", "unreadable")
+    admin_client.post(
+        reverse("admin:messenger_inboundmessage_changelist"),
+        {"action": "requeue_selected", "_selected_action": [row.id]},
+    )
+    row.refresh_from_db()
+    assert row.status == "unreadable" and get_queue("messenger_fast").get_job_ids() == []

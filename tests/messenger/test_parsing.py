@@ -20,6 +20,7 @@ from messenger.parsing import (
     normalise_attachment,
     parse_webhook,
     postback_mid,
+    unreadable_mid,
 )
 from tests.conftest import FIXTURES, load_fixture
 from tests.messenger.event_fixtures import ACTIONABLE_FIXTURES, IGNORED_FIXTURES
@@ -128,9 +129,10 @@ def test_numeric_ids_are_read_as_strings_and_entry_time_fills_a_missing_timestam
 
 
 def test_unknown_item_is_unknown_not_an_error():
-    """An item with no key we know is acknowledged as UNKNOWN (Facebook adds event types)."""
+    """An item with no key we know is UNKNOWN (Facebook adds event types): kept raw, never answered."""
     (event,) = parse_webhook(_item_body({"sender": {"id": "2"}, "timestamp": 1, "brand_new_thing": {}}))
-    assert event.kind is EventKind.UNKNOWN and not event.actionable
+    assert event.kind is EventKind.UNKNOWN and not event.actionable and event.unreadable
+    assert event.problem == "entry[0].messaging[0] has no event key we know (brand_new_thing)"
 
 
 def test_another_products_body_is_unsupported_object():
@@ -145,6 +147,18 @@ def test_another_products_body_is_unsupported_object():
         (["object", "page"], "body"),
         ({"object": 7, "entry": []}, "object"),
         ({"object": "page"}, "entry"),
+        ({"object": "page", "entry": {"id": "1"}}, "entry"),
+    ],
+)
+def test_body_of_wrong_shape_is_a_payload_error_naming_the_field(body, path):
+    """Only the body itself is refused: not an object, ``object`` not a string, ``entry`` not a list."""
+    with pytest.raises(PayloadError, match=re.escape(path)):
+        parse_webhook(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
         ({"object": "page", "entry": ["x"]}, "entry[0]"),
         ({"object": "page", "entry": [{"id": "1", "messaging": {}}]}, "entry[0].messaging"),
         ({"object": "page", "entry": [{"id": "1", "time": "soon", "messaging": []}]}, "entry[0].time"),
@@ -153,12 +167,40 @@ def test_another_products_body_is_unsupported_object():
         (_item_body({"message": {"text": "no mid"}}), "entry[0].messaging[0].message.mid"),
         (_item_body({"message": {"mid": "m1", "attachments": {"type": "image"}}}),
          "entry[0].messaging[0].message.attachments"),
+        (_item_body({"sender": {"id": "2"}, "timestamp": 1e30, "message": {"mid": "m1"}}),
+         "entry[0].messaging[0].timestamp"),
+        (_item_body({"sender": {"id": "9" * 65}, "message": {"mid": "m1"}}), "entry[0].messaging[0].sender.id"),
+        (_item_body({"message": {"mid": "m" * 256, "text": "x"}}), "entry[0].messaging[0].message.mid"),
     ],
 )
-def test_wrong_types_are_a_payload_error_naming_the_field(body, path):
-    """A field of the wrong type is refused with a PayloadError whose message names where it is."""
-    with pytest.raises(PayloadError, match=re.escape(path)):
-        parse_webhook(body)
+def test_entry_or_item_of_wrong_types_is_unreadable_naming_the_field(body, path):
+    """An entry or item we can't read is an UNREADABLE event holding it raw, its problem naming the field."""
+    (event,) = parse_webhook(body)
+    assert event.kind is EventKind.UNREADABLE and event.unreadable and not event.actionable
+    assert event.problem.startswith(path + " must be")
+    assert event.mid.startswith("ur.")
+
+
+def test_unreadable_item_does_not_stop_the_others():
+    """The items around an unreadable one are read as usual, in timestamp order per sender."""
+    good = {"sender": {"id": "2"}, "timestamp": 5, "message": {"mid": "m.good", "text": "hi"}}
+    odd = {"sender": {"id": "3"}, "timestamp": 4, "message": {"mid": "m.odd", "text": {"rich": True}}}
+    body = {"object": "page", "entry": [{"id": "1", "time": 1, "messaging": [odd, good]}]}
+    kinds = {event.sender_id: event.kind for event in parse_webhook(body)}
+    assert kinds == {"2": EventKind.MESSAGE, "3": EventKind.UNREADABLE}
+
+
+def test_unreadable_mid_is_stable_and_ignores_spacing_and_key_order():
+    """A redelivered odd item gets the same derived id; a different item gets another."""
+    item = {"sender": {"id": "2"}, "timestamp": 7, "message": {"mid": 5, "text": "x"}}
+    reordered = {"message": {"text": "x", "mid": 5}, "timestamp": 7, "sender": {"id": "2"}}
+    other = {"sender": {"id": "2"}, "timestamp": 7, "message": {"mid": 6, "text": "x"}}
+    (first,) = parse_webhook(_item_body(item))
+    (again,) = parse_webhook(_item_body(reordered))
+    (different,) = parse_webhook(_item_body(other))
+    assert first.mid == again.mid == unreadable_mid(page_id="1", sender_id="2", timestamp=7, raw=item)
+    assert different.mid != first.mid
+    assert (first.page_id, first.sender_id, first.timestamp) == ("1", "2", 7)
 
 
 # --- normalise_attachment --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from redis.backoff import NoBackoff
 
-from messenger.queues import channel_queue_names, channel_redis, get_queue
+from messenger.queues import channel_queue_names, channel_redis, get_queue, ingress_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +67,20 @@ def test_channel_redis_follows_the_settings_retry_and_timeouts():
     retry = kwargs["retry"]
     assert retry.get_retries() == settings.REDIS_RETRY.get_retries() == 1
     assert isinstance(retry._backoff, NoBackoff)
+
+
+def test_ingress_queue_has_short_timeouts_and_no_retry(settings):
+    """The webhook's queue: the same queue on the same Redis, on a client whose connect and read time
+    out after MESSENGER_INGRESS_REDIS_TIMEOUT_MS with no retry (a hung Redis costs one short wait)."""
+    settings.MESSENGER_INGRESS_REDIS_TIMEOUT_MS = 250
+    queue = ingress_queue("messenger_fast")
+    assert queue is ingress_queue("messenger_fast") and queue.name == "messenger_fast"
+    assert queue.connection is not get_queue("messenger_fast").connection
+    kwargs = queue.connection.connection_pool.connection_kwargs
+    assert kwargs["socket_connect_timeout"] == kwargs["socket_timeout"] == 0.25
+    assert kwargs["retry"].get_retries() == 0
+    assert queue.key == get_queue("messenger_fast").key
+    assert queue.connection.ping()
 
 
 def test_no_module_imports_the_settings_module():

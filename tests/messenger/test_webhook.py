@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
 from rq.job import Job
 
+from harness import webhooks
 from messenger.inbox import job_id_for
 from messenger.models import InboundMessage
+from messenger.parsing import UNREADABLE_KINDS
 from messenger.queues import get_queue
+from observability import metrics
+from observability.models import Event
 from tests.conftest import fixture_bytes, load_fixture, sign
 from tests.messenger.event_fixtures import ACTIONABLE_FIXTURES, IGNORED_FIXTURES
+from tests.messenger.helpers import run_worker, sent_messages
 
 URL = "/messenger/v2/webhook"
 pytestmark = pytest.mark.django_db
@@ -85,28 +94,73 @@ def test_verification_request_fixture_is_answered(client):
         (b'{"object": 7, "entry": []}', 400),
         (b'{"object": "page"}', 400),  # entry missing
         (b'{"object": "page", "entry": {"id": "1"}}', 400),  # entry of the wrong type
-        (b'{"object": "page", "entry": ["x"]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": {}}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [7]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "time": "soon", "messaging": []}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": []}, '
-         b'"message": {"mid": "m1", "text": "x"}}]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
-         b'"message": {"mid": "m1", "text": 5}}]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
-         b'"message": {"mid": "m1", "attachments": {"type": "image"}}}]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
-         b'"message": {"text": "no mid"}}]}]}', 400),
-        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": "1", '
-         b'"message": {"mid": "m1", "text": "x"}}]}]}', 400),
+        (b'{"object": "page", "entry": [], "n": NaN}', 400),  # NaN is not JSON (and jsonb refuses it)
+        (b'{"object": "page", "entry": [{"id": "1", "time": Infinity, "messaging": []}]}', 400),
     ],
 )
 def test_bad_body_gets_clear_4xx_and_stores_nothing(post_webhook, raw, status):
-    """Each kind of malformed or mistyped body gets its 4xx with a JSON error, never a 500 or a row."""
+    """Each kind of malformed body gets its 4xx with a JSON error, never a 500 or a row."""
     response = post_webhook(raw)
     assert response.status_code == status
     assert "error" in response.json()
     assert InboundMessage.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"object": "page", "entry": ["x"]}', "entry[0] must be an object"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": {}}]}', "entry[0].messaging must be a list"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [7]}]}',
+         "entry[0].messaging[0] must be an object"),
+        (b'{"object": "page", "entry": [{"id": "1", "time": "soon", "messaging": []}]}',
+         "entry[0].time must be a number"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": []}, '
+         b'"message": {"mid": "m1", "text": "x"}}]}]}', "entry[0].messaging[0].sender.id must be"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
+         b'"message": {"mid": "m1", "text": 5}}]}]}', "entry[0].messaging[0].message.text must be a string"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
+         b'"message": {"mid": "m1", "attachments": {"type": "image"}}}]}]}',
+         "entry[0].messaging[0].message.attachments must be a list"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": 1, '
+         b'"message": {"text": "no mid"}}]}]}', "entry[0].messaging[0].message.mid must be"),
+        (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, "timestamp": "1", '
+         b'"message": {"mid": "m1", "text": "x"}}]}]}', "entry[0].messaging[0].timestamp must be a number"),
+    ],
+)
+def test_unreadable_entry_or_item_is_kept_raw_and_answered_200(post_webhook, raw, reason):
+    """A signed body whose entry or item has the wrong shape gets 200; the odd part is kept raw, final,
+    with the problem as its reason, and no job is queued for it."""
+    response = post_webhook(raw)
+    assert response.status_code == 200
+    assert response.json()["unreadable"] == 1 and response.json()["kept"] == 0
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.UNREADABLE and row.kind == InboundMessage.Kind.UNREADABLE
+    assert row.status_reason.startswith(reason)
+    assert row.raw == json.loads(raw)["entry"][0] or row.raw in json.loads(raw)["entry"][0]["messaging"]
+    assert row.finished_at is not None
+    assert queued_job_ids() == [] and queued_job_ids("messenger_slow") == []
+
+
+def test_redelivered_unreadable_item_is_kept_once(post_webhook):
+    """Facebook's redelivery of a body with an odd item is recognised: one row, counted as a duplicate."""
+    raw = (b'{"object": "page", "entry": [{"id": "1", "time": 1, "messaging": [{"sender": {"id": "2"}, '
+           b'"timestamp": 1, "message": {"mid": "m1", "text": {"new": "shape"}}}]}]}')
+    assert post_webhook(raw).json()["unreadable"] == 1
+    assert post_webhook(raw).json()["duplicates"] == 1
+    assert InboundMessage.objects.count() == 1
+
+
+def test_unknown_event_is_kept_raw_as_unreadable(post_webhook):
+    """An item with no event key we know (a type Facebook added) is kept raw for staff, not answered."""
+    response = post_webhook("unknown_event")
+    assert response.status_code == 200
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.UNREADABLE
+    assert row.status_reason == "entry[0].messaging[0] has no event key we know (EVENT_TYPE_THAT_IS_UNSUPPORTED)"
+    assert row.psid == "1256217357730577" and row.page_id == "1717527131834678"
+    assert "EVENT_TYPE_THAT_IS_UNSUPPORTED" in row.raw
+    assert queued_job_ids() == []
 
 
 def test_non_utf8_body_is_refused_with_400(post_webhook):
@@ -161,9 +215,11 @@ def test_actionable_event_is_kept_and_queued(post_webhook, fixture, kind):
     assert queued_job_ids(queue) == [job_id_for(row.id)]
 
 
-@pytest.mark.parametrize(("fixture", "kind"), IGNORED_FIXTURES.items())
+@pytest.mark.parametrize(
+    ("fixture", "kind"), [(f, k) for f, k in IGNORED_FIXTURES.items() if k not in UNREADABLE_KINDS]
+)
 def test_non_actionable_event_is_acknowledged_and_ignored(post_webhook, fixture, kind):
-    """Echoes, receipts, reactions, handover, standby and unknown events get 200 and nothing else."""
+    """Echoes, receipts, reactions, handover and standby events get 200 and nothing else."""
     response = post_webhook(fixture)
     assert response.status_code == 200
     assert response.json()["received"] == 1
@@ -215,7 +271,7 @@ def test_mixed_body_keeps_messages_and_ignores_the_rest(post_webhook):
     body["entry"].append(load_fixture("delivery")["entry"][0])
     body["entry"].append(load_fixture("echo")["entry"][0])
     response = post_webhook(body)
-    assert response.json() == {"received": 3, "kept": 1, "duplicates": 0}
+    assert response.json() == {"received": 3, "kept": 1, "unreadable": 0, "duplicates": 0}
 
 
 # --- durability ------------------------------------------------------------------------------------
@@ -258,6 +314,155 @@ def test_long_text_goes_to_fast_queue_with_longer_timeout(post_webhook):
 def test_redelivery_outside_a_transaction_is_recognised(post_webhook):
     """With real commits (as in production, one autocommitted INSERT per message) a redelivery is a duplicate."""
     assert post_webhook("text_message").json()["kept"] == 1
-    assert post_webhook("text_message").json() == {"received": 1, "kept": 0, "duplicates": 1}
+    assert post_webhook("text_message").json() == {"received": 1, "kept": 0, "unreadable": 0, "duplicates": 1}
     assert InboundMessage.objects.count() == 1
     assert len(queued_job_ids()) == 1
+
+
+# --- every signed body is kept: odd items, unstorable strings, a hung Redis (issue 13) --------------
+
+PAGE = "1717527131834678"
+GREETING = next(i for i in json.loads(Path("engine/rules.json").read_text())["intents"] if i["name"] == "greeting")
+
+
+def _item(psid: str, mid: str, text, ts: int) -> dict:
+    return {"sender": {"id": psid}, "recipient": {"id": PAGE}, "timestamp": ts,
+            "message": {"mid": mid, "text": text}}
+
+
+def _body(*items: dict) -> dict:
+    return {"object": "page", "entry": [{"id": PAGE, "time": items[0]["timestamp"], "messaging": list(items)}]}
+
+
+def _assert_greeting_sent_to(body: dict, psid: str) -> None:
+    """``body`` is exactly the Send API call answering a greeting from ``psid``."""
+    assert body == {
+        "recipient": {"id": psid},
+        "messaging_type": "RESPONSE",
+        "message": {
+            "text": body["message"]["text"],
+            "quick_replies": [
+                {"content_type": "text", "title": q["title"], "payload": q["payload"]}
+                for q in GREETING["quick_replies"]
+            ],
+        },
+    }
+    assert body["message"]["text"] in GREETING["answers"]
+
+
+@pytest.mark.usefixtures("page_token")
+def test_odd_item_kept_and_rest_answered(post_webhook, graph):
+    """Two users' messages and one odd item (the 2026 sticker shape, attachments as an object) in one
+    body: 200, both users answered exactly once, the odd item kept raw as unreadable with its reason."""
+    now = int(time.time() * 1000)
+    odd = {"sender": {"id": "3333"}, "recipient": {"id": PAGE}, "timestamp": now,
+           "message": {"mid": "m.sticker", "attachments": {"type": "sticker", "sticker_id": 767226160478561}}}
+    raw = webhooks.encode(_body(_item("1111", "m.a", "hello", now), odd, _item("2222", "m.b", "hi", now + 1)))
+    response = post_webhook(raw)
+    assert response.status_code == 200
+    assert response.json() == {"received": 3, "kept": 2, "unreadable": 1, "duplicates": 0}
+    assert post_webhook(raw).json()["duplicates"] == 3  # Facebook's redelivery changes nothing
+    run_worker()
+    sent = sent_messages(graph)
+    assert sorted(b["recipient"]["id"] for b in sent) == ["1111", "2222"]
+    for body in sent:
+        _assert_greeting_sent_to(body, body["recipient"]["id"])
+    statuses = dict(InboundMessage.objects.values_list("mid", "status"))
+    assert statuses.pop("m.a") == statuses.pop("m.b") == InboundMessage.Status.ANSWERED
+    [(odd_mid, odd_status)] = statuses.items()
+    row = InboundMessage.objects.get(mid=odd_mid)
+    assert odd_status == InboundMessage.Status.UNREADABLE and row.psid == "3333" and row.raw == odd
+    assert row.status_reason == "entry[0].messaging[1].message.attachments must be a list"
+    assert Event.objects.filter(event_type=Event.Type.MESSAGE_UNREADABLE, inbound_id=row.id).count() == 1
+
+
+@pytest.mark.usefixtures("page_token")
+def test_nul_in_text_answered(post_webhook, graph):
+    """A NUL in a user's text (PostgreSQL refuses it) is stored as U+FFFD and the message is answered:
+    webhook -> queue -> worker -> exactly one Send API call with the greeting."""
+    now = int(time.time() * 1000)
+    response = post_webhook(_body(_item("1111", "m.nul", "hello \u0000there", now)))
+    assert response.status_code == 200 and response.json()["kept"] == 1
+    run_worker()
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.ANSWERED
+    assert row.text == "hello \ufffdthere" and row.raw["message"]["text"] == "hello \ufffdthere"
+    [body] = sent_messages(graph)
+    _assert_greeting_sent_to(body, "1111")
+
+
+@pytest.mark.usefixtures("page_token")
+def test_lone_surrogate_in_text_and_in_a_key_answered(post_webhook, graph):
+    """Lone surrogates (not encodable to UTF-8), in a text and in an object key, are stored as U+FFFD."""
+    now = int(time.time() * 1000)
+    item = _item("1111", "m.sur", "hello \ud800there", now)
+    item["message"]["x\udc00y"] = 1
+    raw = webhooks.encode(_body(item))  # json.dumps writes each lone surrogate as a \\uXXXX escape
+    assert b"\\ud800" in raw and b"\\udc00" in raw  # in the signed bytes, as a client would send them
+    assert post_webhook(raw).status_code == 200
+    run_worker()
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.ANSWERED
+    assert row.text == "hello \ufffdthere" and row.raw["message"]["x\ufffdy"] == 1
+    [body] = sent_messages(graph)
+    _assert_greeting_sent_to(body, "1111")
+
+
+class HungRedis:
+    """A TCP server that accepts connections and never answers: a Redis hung mid-way (DEBUG SLEEP)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.server.settimeout(0.1)
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            self.connections.append(conn)  # read nothing, answer nothing
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=2)
+        for conn in self.connections:
+            conn.close()
+        self.server.close()
+
+
+@pytest.fixture
+def hung_redis(settings, monkeypatch):
+    """The channel's queues and the cache (the /metrics counters) on a Redis that accepts connections
+    and never answers, as when one Redis serves both and hangs."""
+    hung = HungRedis()
+    url = f"redis://127.0.0.1:{hung.port}/0"
+    settings.RQ_QUEUES = {name: {**conf, "URL": url} for name, conf in settings.RQ_QUEUES.items()}
+    settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": url}}
+    monkeypatch.setattr(metrics, "_redis_down_until", 0.0)  # restored after: later tests count again
+    yield hung
+    hung.close()
+
+
+def test_hung_redis_webhook_answers_fast_with_rows_pending(post_webhook, hung_redis):
+    """Against a hung Redis the webhook answers 200 within ~1.5 s (one ingress timeout for the whole
+    body and one short counter timeout, not ~10 s per row), and every row is kept pending for the
+    requeue and the sweep."""
+    now = int(time.time() * 1000)
+    body = _body(*(_item(f"{i}000", f"m.hung{i}", "hello", now + i) for i in range(3)))
+    started = time.monotonic()
+    response = post_webhook(body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200 and response.json()["kept"] == 3
+    assert elapsed < 1.5, f"the webhook waited {elapsed:.2f} s on a hung Redis"
+    # One connection for the first enqueue (no retry, nothing tried after it fails), one for the counter.
+    assert len(hung_redis.connections) == 2
+    rows = InboundMessage.objects.all()
+    assert {(r.status, r.status_reason) for r in rows} == {
+        (InboundMessage.Status.PENDING, "queue unavailable when received")
+    }

@@ -34,6 +34,8 @@ CASES = [
      Event.Type.MESSAGE_DEFERRED, None, {"reason": "circuit_open", "retry_in_ms": 30000}),
     (signals.message_expired, {"reason": "outside_window"}, Event.Type.MESSAGE_EXPIRED, None,
      {"reason": "outside_window"}),
+    (signals.message_unreadable, {"reason": "entry[0].messaging[0].message.text must be a string"},
+     Event.Type.MESSAGE_UNREADABLE, None, {"reason": "entry[0].messaging[0].message.text must be a string"}),
 ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from observability.models import Event
 from observability.selectors import PERCENTILES, report_build
 
 
@@ -70,6 +71,11 @@ def report_format_text(report: dict[str, Any]) -> str:
             f"{caption:<36} n={figures['count']:<7} "
             + " ".join(f"{n}={_ms(figures[n])}" for n in names)
         )
+    unreadable = report["counts"].get(Event.Type.MESSAGE_UNREADABLE, 0)
+    lines.append(
+        f"{'unreadable items kept':<36} {unreadable} "
+        '(kept raw, not answered: see the inbox admin, status "unreadable")'
+    )
     success = report["success"]
     rate = "-" if success["rate"] is None else f"{success['rate'] * 100:.1f}%"
     lines.append(

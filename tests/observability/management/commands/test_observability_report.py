@@ -72,6 +72,20 @@ def test_observability_report_text_output_lists_every_event_type():
     assert "p50=1500.0" in text
 
 
+def test_observability_report_counts_unreadable_items():
+    """Items the webhook kept raw as unreadable are counted in the JSON and on a line of their own."""
+    _sample_events()
+    make_event(T.MESSAGE_UNREADABLE, inbound_id=7, detail={"reason": "entry[0] must be an object"})
+    make_event(T.MESSAGE_UNREADABLE, inbound_id=8, detail={"reason": "entry[0] must be an object"})
+
+    report = json.loads(_run("--json"))
+    text = _run()
+
+    assert report["counts"]["message_unreadable"] == 2
+    assert report["success"] == {"needed_reply": 1, "replied": 1, "rate": 1.0}  # never owed a reply
+    assert "unreadable items kept                2 (kept raw, not answered" in text
+
+
 def test_observability_report_negative_minutes_is_an_error():
     """A negative window is refused with a CommandError."""
     with pytest.raises(CommandError, match="minutes"):
