@@ -21,6 +21,18 @@ REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+# Only a ``\\u`` escape puts NUL or a surrogate into parsed JSON: ``json.loads`` refuses raw control
+# characters in strings, and a raw surrogate is not UTF-8, so the body failed to decode before. A
+# body without such an escape (nearly all of them) needs no walk; an escaped backslash before ``u``
+# is a harmless false positive.
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def may_hold_unstorable(raw: bytes) -> bool:
+    """Whether the JSON bytes ``raw`` can parse to a string :func:`storable` would change."""
+    return _UNSTORABLE_ESCAPE.search(raw) is not None
+
+
 def storable_str(value: str) -> str:
     """``value`` with NUL and lone surrogates replaced by U+FFFD (the same object when it had none)."""
     if value.isascii() and "\x00" not in value:

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 from messenger import inbox
 from messenger.parsing import PayloadError, UnsupportedObject, parse_webhook
 from messenger.signature import SIGNATURE_HEADER, check_signature
-from messenger.storable import storable
+from messenger.storable import may_hold_unstorable, storable
 from observability.metrics import webhook_answer_count
 
 logger = logging.getLogger("messenger.webhook")
@@ -95,7 +95,9 @@ class WebhookV2View(APIView):
             return _error(403, "invalid signature")
 
         try:
-            data = storable(json.loads(body.decode("utf-8"), parse_constant=_refuse_constant))
+            data = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+            if may_hold_unstorable(body):
+                data = storable(data)
         except UnicodeDecodeError:
             logger.warning("messenger.webhook.not-utf8")
             return _error(400, "body is not UTF-8")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from messenger.storable import REPLACEMENT, storable, storable_str
+import pytest
+
+from messenger.storable import REPLACEMENT, may_hold_unstorable, storable, storable_str
 
 
 def test_nul_and_lone_surrogates_are_replaced():
@@ -29,3 +31,19 @@ def test_clean_string_is_returned_as_is():
     """A string with nothing to replace is the same object (no copy on the common path)."""
     text = "plain ascii text"
     assert storable_str(text) is text
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"text": "hi\\u0000"}', True),
+        (b'{"text": "\\ud800"}', True),
+        (b'{"text": "\\uDC00"}', True),
+        (b'{"text": "\\ud83d\\udc4b"}', True),  # a valid pair: walked, left as one character
+        (b'{"text": "caf\\u00e9 \\u2019"}', False),
+        (b'{"text": "plain", "n": 1}', False),
+    ],
+)
+def test_may_hold_unstorable_finds_only_nul_and_surrogate_escapes(raw, expected):
+    """The webhook walks a body only when an escape could have put NUL or a surrogate in it."""
+    assert may_hold_unstorable(raw) is expected
