@@ -24,6 +24,8 @@ timeout, not the queues' five seconds).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 from django.conf import settings
@@ -31,11 +33,22 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 
-_lock = threading.Lock()
-_clients: dict[str, redis.Redis] = {}
-_queues: dict[tuple[str, str], Queue] = {}
-_ingress_clients: dict[tuple[str, int], redis.Redis] = {}
-_ingress_queues: dict[tuple[str, str, int], Queue] = {}
+T = TypeVar("T")
+
+_lock = threading.RLock()  # re-entrant: building a queue builds its client under the same lock
+# Clients and queues by what they are built from: one per process, rebuilt when a test re-points a URL.
+_built: dict[tuple, object] = {}
+
+
+def _once(key: tuple, build: Callable[[], T]) -> T:
+    """The object built for ``key``, built once per process even when threads ask at the same time."""
+    found = _built.get(key)
+    if found is None:
+        with _lock:
+            found = _built.get(key)
+            if found is None:
+                found = _built[key] = build()
+    return found  # type: ignore[return-value]
 
 
 def queue_url(name: str) -> str:
@@ -43,21 +56,29 @@ def queue_url(name: str) -> str:
 
 
 def _client(url: str) -> redis.Redis:
-    """The Redis client for ``url``, one per process (cached per URL, so tests can re-point it)."""
-    client = _clients.get(url)
-    if client is None:
-        with _lock:
-            client = _clients.get(url)
-            if client is None:
-                timeout = settings.REDIS_SOCKET_TIMEOUT
-                client = redis.Redis.from_url(
-                    url,
-                    socket_connect_timeout=timeout,
-                    socket_timeout=max(timeout, 5.0),
-                    retry=settings.REDIS_RETRY,
-                )
-                _clients[url] = client
-    return client
+    """The workers' Redis client for ``url``: short connect timeout, reads up to 5 s, one quick retry."""
+    timeout = settings.REDIS_SOCKET_TIMEOUT
+    return _once(
+        ("client", url),
+        lambda: redis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 5.0), retry=settings.REDIS_RETRY
+        ),
+    )
+
+
+def _ingress_client(url: str, timeout_ms: int) -> redis.Redis:
+    """The webhook's client for ``url``: connect and read time out after ``timeout_ms``, no retry."""
+    timeout = timeout_ms / 1000.0
+    return _once(
+        ("ingress-client", url, timeout_ms),
+        lambda: redis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        ),
+    )
+
+
+def _queue(name: str, connection: redis.Redis) -> Queue:
+    return Queue(name, connection=connection, default_timeout=settings.RQ_QUEUES[name].get("DEFAULT_TIMEOUT", 180))
 
 
 def channel_redis() -> redis.Redis:
@@ -68,56 +89,14 @@ def channel_redis() -> redis.Redis:
 def get_queue(name: str) -> Queue:
     """The rq queue ``name`` as configured in ``RQ_QUEUES`` (cached per URL, so tests can re-point it)."""
     url = queue_url(name)
-    key = (name, url)
-    queue = _queues.get(key)
-    if queue is None:
-        connection = _client(url)
-        with _lock:
-            queue = _queues.get(key)
-            if queue is None:
-                queue = Queue(
-                    name,
-                    connection=connection,
-                    default_timeout=settings.RQ_QUEUES[name].get("DEFAULT_TIMEOUT", 180),
-                )
-                _queues[key] = queue
-    return queue
-
-
-def _ingress_client(url: str, timeout_ms: int) -> redis.Redis:
-    """The webhook's client for ``url``: connect and read time out after ``timeout_ms``, no retry."""
-    key = (url, timeout_ms)
-    client = _ingress_clients.get(key)
-    if client is None:
-        with _lock:
-            client = _ingress_clients.get(key)
-            if client is None:
-                timeout = timeout_ms / 1000.0
-                client = redis.Redis.from_url(
-                    url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
-                )
-                _ingress_clients[key] = client
-    return client
+    return _once(("queue", name, url), lambda: _queue(name, _client(url)))
 
 
 def ingress_queue(name: str) -> Queue:
     """The rq queue ``name`` on the webhook's short-timeout client (cached per URL and timeout)."""
     url = queue_url(name)
     timeout_ms = int(settings.MESSENGER_INGRESS_REDIS_TIMEOUT_MS)
-    key = (name, url, timeout_ms)
-    queue = _ingress_queues.get(key)
-    if queue is None:
-        connection = _ingress_client(url, timeout_ms)
-        with _lock:
-            queue = _ingress_queues.get(key)
-            if queue is None:
-                queue = Queue(
-                    name,
-                    connection=connection,
-                    default_timeout=settings.RQ_QUEUES[name].get("DEFAULT_TIMEOUT", 180),
-                )
-                _ingress_queues[key] = queue
-    return queue
+    return _once(("ingress-queue", name, url, timeout_ms), lambda: _queue(name, _ingress_client(url, timeout_ms)))
 
 
 def channel_queue_names() -> list[str]:
