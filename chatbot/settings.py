@@ -176,6 +176,9 @@ MESSENGER_LONG_TEXT_CHARS = env.int("MESSENGER_LONG_TEXT_CHARS", default=200)
 MESSENGER_RECOVERY_INTERVAL_SECONDS = env.int("MESSENGER_RECOVERY_INTERVAL_SECONDS", default=15)
 # A worker's hold on a sender (and on its message in flight) lapses this long after its last heartbeat.
 MESSENGER_LEASE_SECONDS = env.int("MESSENGER_LEASE_SECONDS", default=10)
+# A send whose outcome is unknown (a timeout, a reset, 1/1357046, a stop mid-send) is re-sent only if
+# its echo (the page's message_echoes subscription) has not arrived this long after the send started.
+MESSENGER_ECHO_WAIT_MS = env.int("MESSENGER_ECHO_WAIT_MS", default=15000)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, MESSENGER_MAX_BODY_BYTES + 1)
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from conversations.models import Conversation
 from messenger import send_api
 from messenger.circuit import get_breaker
-from messenger.delivery import MESSAGING_WINDOW, PARKED_RETRY_MS, parts_send, window_closed
+from messenger.delivery import JITTER_SHARE, MESSAGING_WINDOW, PARKED_RETRY_MS, parts_send, window_closed
 from messenger.jobs import process_inbound
 from messenger.models import InboundMessage, OutboundPart
 from messenger.queues import get_queue
@@ -97,7 +97,7 @@ def _answer(monkeypatch, *results: SendResult) -> list[dict]:
     calls: list[dict] = []
     answers = iter(results)
 
-    def send_message(*, psid, message, log_context):
+    def send_message(*, psid, message, log_context, metadata=""):
         calls.append(message)
         return next(answers)
 
@@ -125,7 +125,12 @@ def test_transient_failure_after_retries_parks_and_schedules_the_job(monkeypatch
     before = timezone.now()
     assert parts_send(inbound=inbound, parts=parts) == InboundMessage.Status.DEFERRED
     inbound.refresh_from_db()
-    assert timedelta(milliseconds=PARKED_RETRY_MS) <= inbound.not_before - before < timedelta(seconds=35)
+    # Spread out by up to JITTER_SHARE of the delay, so parked messages don't all come back at once.
+    assert (
+        timedelta(milliseconds=PARKED_RETRY_MS)
+        <= inbound.not_before - before
+        < timedelta(milliseconds=PARKED_RETRY_MS * (1 + JITTER_SHARE) + 1000)
+    )
     assert inbound.status_reason == "send failed after retries: transient"
     assert list(OutboundPart.objects.values_list("status", flat=True)) == ["sent", "pending"]
     assert get_queue("messenger_fast").scheduled_job_registry.get_job_ids() == [inbound.job_id]
