@@ -23,6 +23,7 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -161,8 +162,10 @@ def history_push(*, conversation_id: int, item: dict) -> None:
     except RedisError as exc:
         _unavailable(exc, conversation_id=conversation_id, op="push")
         # A list that missed this message would serve a stale history for the rest of the
-        # conversation: drop it, so the next read fills from the database.
-        history_forget(conversation_id=conversation_id)
+        # conversation: drop it, so the next read fills from the database. (Redis down: the delete
+        # fails too, already logged, and the list, if Redis kept it, expires with its TTL.)
+        with contextlib.suppress(RedisError):
+            get_redis_connection(CACHE_ALIAS).delete(key)
 
 
 def history_forget(*, conversation_id: int) -> None:

@@ -16,8 +16,9 @@ Fault modes of the Send API, set while it runs (:meth:`FakeGraph.set_mode`):
   ``hang_s``, past the client's timeout: the ambiguous send of issue 13 (Facebook delivered it, the
   caller saw a timeout).
 
-Per recipient, ``refuse_psids[psid] = envelope`` answers every message to that PSID HTTP 400 with that
-error envelope (a reply that can never be sent), whatever the mode.
+Per recipient, ``refuse_psids[psid] = envelope`` answers messages to that PSID HTTP 400 with that
+error envelope (a reply that can never be sent), whatever the mode: every one, or only the next
+``refuse_left[psid]`` when that is set (then the user's later replies go through).
 
 Echoes (``echo_to(url, secret)``): like Facebook with the ``message_echoes`` subscription, every
 message accepted is POSTed back, signed, to the app's webhook as an echo (``is_echo``, ``app_id``,
@@ -100,6 +101,8 @@ class FakeGraph:
         self.hang_s = 2.0
         self.chat_requests = 0
         self.refuse_psids: dict[str, dict] = {}
+        self.refuse_left: dict[str, int] = {}
+        self.echo_dropped_tokens: set[str] = set()
         self.echo_url = ""
         self.echo_secret = ""
         self.echo_delay_s = 0.2
@@ -203,8 +206,14 @@ class FakeGraph:
         is_message = "message" in body
         if is_message and psid in self.refuse_psids:
             with self._lock:
-                self.counters.refused += 1
-            return 400, self.refuse_psids[psid]
+                left = self.refuse_left.get(psid)
+                refuse = left is None or left > 0
+                if refuse:
+                    self.counters.refused += 1
+                    if left is not None:
+                        self.refuse_left[psid] = left - 1
+            if refuse:
+                return 400, self.refuse_psids[psid]
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -230,6 +239,7 @@ class FakeGraph:
             dropped = self._echo_random.random() < self.echo_drop_rate
             if dropped:
                 self.counters.echoes_dropped += 1
+                self.echo_dropped_tokens.add(str(received.body["message"].get("metadata", "")))
         if dropped:
             return
         timer = threading.Timer(self.echo_delay_s, self._post_echo, args=(received, message_id))
