@@ -25,12 +25,23 @@ messages in timestamp order, spread over the run; a refused POST is redelivered,
   restarted too (as systemd or Kubernetes would) and counted;
 - Redis is SIGKILLed once and started again, empty.
 
+The delivery faults of issue 13 (``plan_delivery_faults``): the fake Graph echoes every message it
+accepts to the webhook, signed (``message_echoes``), ``ECHO_DELAY_S`` later, and drops
+``ECHO_DROP_RATE`` of the echoes; for a stretch it accepts sends but answers past the client's timeout
+(``late``: delivered, yet the worker sees a timeout); a worker gets SIGTERM during that stretch (a
+stop mid-send); a worker and its work horse are paused (SIGSTOP) past the lease, then resumed
+(SIGCONT); ``--poison`` users' first message is refused with an error in no table until it gives up.
+``MESSENGER_ECHO_WAIT_MS=2000`` and ``MESSENGER_LEASE_SECONDS=3`` keep the run short.
+
 Then it waits (bounded) until every inbound row is final and compares what the fake Graph accepted
 with what the inbox says was to be sent: per user, the reply parts of each message in order are
 matched against the Send API bodies received for that user. ``lost`` counts messages without a
 complete reply (not final, not answered, a part never received, or a posted message not in the
-inbox); ``duplicated`` counts Send API message bodies received beyond those expected. The closing
-line starts ``lost=N duplicated=N``; the exit status is 1 when either is non-zero.
+inbox; a poison message that gave up is expected, not lost); ``duplicated`` counts Send API message
+bodies received beyond those expected, except a part re-sent after the echo wait because the fake
+dropped its echo (the documented at-least-once case, counted apart); ``blocked`` counts a poison
+user's later messages not answered within ``BLOCKED_BOUND_S`` of being kept. The closing line starts
+``lost=N duplicated=N blocked=N``; the exit status is 1 when any is non-zero.
 """
 
 from __future__ import annotations
@@ -65,7 +76,20 @@ SOAK_SETTINGS = {
     "MESSENGER_RECOVERY_INTERVAL_SECONDS": 2,
     "MESSENGER_PROCESSING_TIMEOUT_MS": 3000,
     "MESSENGER_SHUTDOWN_TIMEOUT_MS": 3000,
+    # Issue 13: echoes settle sends in doubt within this wait; a lease short enough to pause a worker past.
+    "MESSENGER_ECHO_WAIT_MS": 2000,
+    "MESSENGER_LEASE_SECONDS": 3,
 }
+# The fake Graph echoes accepted messages this long after, and drops this share of the echoes.
+ECHO_DELAY_S = 0.3
+ECHO_DROP_RATE = 0.1
+# A poison user's first message is refused this many times (code 9999, in no table): it gives up.
+POISON_REFUSALS = 4
+POISON_ERROR = {"error": {"message": "an error in no table", "type": "OAuthException", "code": 9999,
+                          "fbtrace_id": "soak-poison"}}
+# A later message of a poison user answered more than this long after it was kept counts as blocked:
+# the poison's give-up bound (messenger.delivery.MESSAGE_GIVE_UP_BOUND_S, 60 s) plus slack for the faults.
+BLOCKED_BOUND_S = 90
 
 
 class RedisServer:
@@ -137,6 +161,19 @@ class Workers:
             self.slots[i] = None
             self.killed += 1
             self.down_until[i] = time.monotonic() + pause
+
+    def signal(self, i: int, sig: int) -> None:
+        """Send ``sig`` to slot ``i`` if running: SIGTERM to the worker alone (its graceful stop; the
+        watcher restarts it, counted as exited on its own), SIGSTOP/SIGCONT to its process group
+        (the worker and its work horse freeze together, as a paused VM or container would)."""
+        with self.lock:
+            proc = self.slots[i]
+        if proc is None or not proc.alive():
+            return
+        if sig == signal.SIGTERM:
+            proc.signal(sig)
+        else:
+            processes.kill_group(proc, sig)
 
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
@@ -246,8 +283,13 @@ def post_all(port: int, messages, rate: float, posted: dict, refused: list, thre
     return thread
 
 
-def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
-    """Match the Send API bodies the fake accepted against the reply parts the inbox recorded."""
+def compare(db: Db, fake: FakeGraph, messages, posted: dict, poison_mids: frozenset = frozenset()) -> dict:
+    """Match the Send API bodies the fake accepted against the reply parts the inbox recorded.
+
+    Each body is compared without its ``metadata`` token. A part sent again because its echo never
+    came (the fake dropped it) is the documented at-least-once case: counted apart, not duplicated.
+    A poison message (``poison_mids``) that gave up is what should happen to it: not lost.
+    """
     rows = {
         mid: (rid, status, reason)
         for rid, mid, status, reason in db.rows("SELECT id, mid, status, status_reason FROM messenger_inboundmessage")
@@ -258,8 +300,17 @@ def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
     ):
         parts[inbound_id].append(json.dumps(body, sort_keys=True))
     received: dict[str, list[str]] = defaultdict(list)
+    seen_tokens: set[str] = set()
+    resent_without_echo = 0
     for r in sorted(fake.messages(), key=lambda r: r.at):
-        received[r.psid].append(json.dumps(r.body.get("message"), sort_keys=True))
+        message = dict(r.body.get("message") or {})
+        token = message.pop("metadata", "")
+        if token in seen_tokens and token in fake.echo_dropped_tokens:
+            resent_without_echo += 1
+            continue
+        seen_tokens.add(token)
+        received[r.psid].append(json.dumps(message, sort_keys=True))
+    given_up = 0
 
     lost: Counter = Counter()
     lost_examples: list[str] = []
@@ -282,6 +333,9 @@ def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
                 lost_examples.append(mid)
                 continue
             rid, status, reason = row
+            if mid in poison_mids and status == "failed" and reason.startswith("gave up"):
+                given_up += 1
+                continue
             if status != "answered":
                 lost[f"status {status}: {reason[:40]}"] += 1
                 lost_examples.append(f"{mid} ({status})")
@@ -312,9 +366,88 @@ def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
         "duplicated": duplicated,
         "dup_examples": dup_examples[:10],
         "users_out_of_order": out_of_order,
+        "resent_without_echo": resent_without_echo,
+        "given_up": given_up,
         "received_bodies": sum(len(v) for v in received.values()),
         "expected_bodies": sum(len(v) for v in parts.values()),
     }
+
+
+# --- issue 13: the delivery faults (a late Graph and its echoes, SIGTERM mid-send, SIGSTOP past the
+# lease, poison messages) and the ``blocked`` count. Kept apart from the faults above for the merge.
+
+
+def plan_delivery_faults(args, rng: random.Random, load_s: float, users: list[str]) -> dict:
+    """When the fake Graph accepts sends but answers late, when a worker gets SIGTERM during that
+    stretch, when one is paused (SIGSTOP) past its lease and resumed, and which users are poisoned
+    (their first message can never be sent)."""
+    late_from = 0.15 * load_s + args.fault_seconds + 1.0
+    late_to = late_from + args.fault_seconds / 2
+    lease_s = SOAK_SETTINGS["MESSENGER_LEASE_SECONDS"]
+    return {
+        "late": (late_from, late_to),
+        "sigterm": (rng.uniform(late_from, late_to), rng.randrange(args.workers)),
+        "sigstop": (rng.uniform(0.3 * load_s, 0.8 * load_s), rng.randrange(args.workers), lease_s + 2.0),
+        "poison_users": rng.sample(users, min(len(users), args.poison)),
+    }
+
+
+def delivery_events(faults: dict) -> list[tuple[float, tuple]]:
+    late_from, late_to = faults["late"]
+    at, slot = faults["sigterm"]
+    stop_at, stop_slot, stop_for = faults["sigstop"]
+    return [
+        (late_from, ("mode", "late")),
+        (late_to, ("mode", "ok")),
+        (at, ("sigterm", slot)),
+        (stop_at, ("sigstop", stop_slot, stop_for)),
+    ]
+
+
+def run_delivery_event(what: tuple, at: float, fake: FakeGraph, workers: Workers) -> None:
+    if what[0] == "mode":
+        fake.set_mode(what[1])
+        common.log(f"t={at:.1f}s fake Graph: {what[1]} (accepts, answers after the timeout, echoes)")
+    elif what[0] == "sigterm":
+        common.log(f"t={at:.1f}s SIGTERM worker slot {what[1] + 1} (a graceful stop, maybe mid-send)")
+        workers.signal(what[1], signal.SIGTERM)
+    else:
+        _, slot, pause = what
+        common.log(f"t={at:.1f}s SIGSTOP worker slot {slot + 1} for {pause:.1f} s (past its lease), then SIGCONT")
+        workers.signal(slot, signal.SIGSTOP)
+        threading.Timer(pause, workers.signal, args=(slot, signal.SIGCONT)).start()
+
+
+def poison(fake: FakeGraph, users: list[str]) -> None:
+    """Each poison user's first message is refused with an error in no table, until it gives up."""
+    for psid in users:
+        fake.refuse_psids[psid] = POISON_ERROR
+        fake.refuse_left[psid] = POISON_REFUSALS
+
+
+def poison_mids(messages, users: list[str]) -> frozenset:
+    firsts = {psid: mid for psid, mid, _text, k in messages if k == 0}
+    return frozenset(firsts[psid] for psid in users if psid in firsts)
+
+
+def count_blocked(db: Db, messages, users: list[str], bound_s: float) -> tuple[int, list[str]]:
+    """``blocked``: a poison user's later message not answered, or answered more than ``bound_s``
+    after it was kept: the poison message held its sender for longer than its give-up bound."""
+    rows = {
+        mid: (status, finished, received)
+        for mid, status, finished, received in db.rows(
+            "SELECT mid, status, finished_at, received_at FROM messenger_inboundmessage"
+        )
+    }
+    blocked, examples = 0, []
+    for psid, mid, _text, k in messages:
+        if psid not in users or k == 0:
+            continue
+        status, finished, received = rows.get(mid, (None, None, None))
+        if status != "answered" or finished is None or (finished - received).total_seconds() > bound_s:
+            blocked += 1
+            examples.append(f"{mid} ({status})")
+    return blocked, examples[:10]
 
 
 def count_log_events(paths: list[Path], names: list[str]) -> Counter:
@@ -341,6 +474,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kills", type=int, default=None, help="worker SIGKILLs (default 3 quick, 8 long)")
     parser.add_argument("--fault-seconds", type=float, default=None, help="length of the Send API failure")
+    parser.add_argument("--poison", type=int, default=3, help="users whose first reply can never be sent")
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--redis-port", type=int, default=6390)
     parser.add_argument("--settle", type=float, default=None, help="longest wait for every row to be final (s)")
@@ -361,6 +495,8 @@ def main() -> int:
     began = time.monotonic()
     rng = random.Random(args.seed)
     messages, faults = plan(args, rng)
+    soak_users = sorted({psid for psid, _mid, _text, _k in messages})
+    delivery = plan_delivery_faults(args, rng, args.messages / args.rate, soak_users)
 
     redis_server = RedisServer(args.redis_port)
     redis_server.start()
@@ -375,6 +511,9 @@ def main() -> int:
     env["DATABASE_URL"] = db_url
     db = Db(db_url)
     gunicorn, port = processes.start_gunicorn(env, log_dir=common.LOG_DIR, name="soak-gunicorn")
+    fake.echo_to(f"http://127.0.0.1:{port}{webhooks.WEBHOOK_PATH}", common.APP_SECRET,
+                 delay_s=ECHO_DELAY_S, drop_rate=ECHO_DROP_RATE)
+    poison(fake, delivery["poison_users"])
     workers = Workers(env, args.workers)
     workers.start()
     common.log(
@@ -391,12 +530,15 @@ def main() -> int:
     events = [(faults["5xx"][0], "5xx"), (faults["hang"][0], "hang"), (faults["hang"][1], "ok"),
               (faults["redis_restart"], "redis")]
     events += [(at, ("kill", slot, pause)) for at, slot, pause in faults["kills"]]
+    events += delivery_events(delivery)
     events.sort(key=lambda e: e[0])
     for at, what in events:
         delay = t0 + at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        if what in ("5xx", "hang", "ok"):
+        if isinstance(what, tuple) and what[0] in ("mode", "sigterm", "sigstop"):
+            run_delivery_event(what, at, fake, workers)
+        elif what in ("5xx", "hang", "ok"):
             fake.set_mode(what)
             common.log(f"t={at:.1f}s fake Graph: {what}")
         elif what == "redis":
@@ -426,7 +568,8 @@ def main() -> int:
     workers.stop()
     processes.stop_process(gunicorn)
 
-    result = compare(db, fake, messages, posted)
+    result = compare(db, fake, messages, posted, poison_mids(messages, delivery["poison_users"]))
+    blocked, blocked_examples = count_blocked(db, messages, delivery["poison_users"], BLOCKED_BOUND_S)
     statuses = db.status_counts()
     attempts = db.rows("SELECT attempts, count(*) FROM messenger_inboundmessage GROUP BY attempts ORDER BY 1")
     event_counts = dict(db.rows("SELECT event_type, count(*) FROM observability_event GROUP BY event_type"))
@@ -438,7 +581,9 @@ def main() -> int:
         ["messenger.inbox.requeued", "messenger.worker.recovered", "messenger.send.retry",
          "messenger.send.deferred", "messenger.pipeline.deferred", "messenger.inbox.enqueue-failed",
          "messenger.worker.put-back", "messenger.ordering.lock-lost", "messenger.pipeline.left-to-holder",
-         "messenger.pipeline.crashed", "messenger.circuit.opened"],
+         "messenger.pipeline.crashed", "messenger.circuit.opened", "messenger.echoes.settled",
+         "messenger.pipeline.resend-after-echo-wait", "messenger.pipeline.lease-lost",
+         "messenger.pipeline.fenced-off"],
     )
     db.close()
     fake.stop()
@@ -470,20 +615,32 @@ def main() -> int:
         ["expected reply bodies (inbox parts)", result["expected_bodies"]],
         ["reply bodies received by the fake", result["received_bodies"]],
         ["users whose replies came out of order", result["users_out_of_order"]],
+        ["fake Graph: accepted but answered late", fake.counters.late],
+        ["fake Graph: echoes posted / dropped", f"{fake.counters.echoes_sent} / {fake.counters.echoes_dropped}"],
+        ["parts re-sent after the echo wait, echo dropped (at least once)", result["resent_without_echo"]],
+        ["fake Graph: poison sends refused", fake.counters.refused],
+        ["poison messages given up", result["given_up"]],
+        ["echo-settled parts (messenger.echoes.settled)", logs["messenger.echoes.settled"]],
+        ["re-sent after the echo wait", logs["messenger.pipeline.resend-after-echo-wait"]],
+        ["stopped before a send: lease lost or fenced off",
+         logs["messenger.pipeline.lease-lost"] + logs["messenger.pipeline.fenced-off"]],
     ])
     print(f"final statuses: {statuses}")
     if result["lost"]:
         print(f"lost by reason: {result['lost_reasons']}; e.g. {result['lost_examples']}")
     if result["duplicated"]:
         print(f"duplicated: {result['dup_examples']}")
+    if blocked:
+        print(f"blocked: {blocked_examples}")
     print(f"logs: {common.LOG_DIR}/soak-*.log; total time {time.monotonic() - began:.0f} s")
     print(
-        f"\nlost={result['lost']} duplicated={result['duplicated']} messages={args.messages} users={args.users} "
+        f"\nlost={result['lost']} duplicated={result['duplicated']} blocked={blocked} "
+        f"messages={args.messages} users={args.users} "
         f"deferred={event_counts.get('message_deferred', 0)} retried_rows={sum(c for a, c in attempts if a > 1)} "
         f"requeued={logs['messenger.inbox.requeued']} kills={workers.killed} redis_restarts={redis_server.starts - 1} "
         f"out_of_order_users={result['users_out_of_order']} seed={args.seed}"
     )
-    return 1 if result["lost"] or result["duplicated"] else 0
+    return 1 if result["lost"] or result["duplicated"] or blocked else 0
 
 
 if __name__ == "__main__":
