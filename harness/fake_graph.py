@@ -102,6 +102,7 @@ class FakeGraph:
         self.chat_requests = 0
         self.refuse_psids: dict[str, dict] = {}
         self.refuse_left: dict[str, int] = {}
+        self.first_refused_at: dict[str, float] = {}  # time.time() of each PSID's first refusal
         self.echo_dropped_tokens: set[str] = set()
         self.echo_url = ""
         self.echo_secret = ""
@@ -210,6 +211,7 @@ class FakeGraph:
                 refuse = left is None or left > 0
                 if refuse:
                     self.counters.refused += 1
+                    self.first_refused_at.setdefault(psid, time.time())
                     if left is not None:
                         self.refuse_left[psid] = left - 1
             if refuse:
