@@ -399,7 +399,8 @@ def plan_delivery_faults(args, rng: random.Random, load_s: float, users: list[st
     """When the fake Graph accepts sends but answers late, when a worker gets SIGTERM during that
     stretch, when one is paused (SIGSTOP) past its lease and resumed, and which users are poisoned
     (their first message can never be sent)."""
-    late_from = 0.15 * load_s + args.fault_seconds + 1.0
+    # After the 5xx and hang stretches and the Redis restart, so the SIGTERM finds a worker at work.
+    late_from = 0.72 * load_s
     late_to = late_from + args.fault_seconds / 2
     lease_s = SOAK_SETTINGS["MESSENGER_LEASE_SECONDS"]
     return {

@@ -38,9 +38,13 @@ def test_send_accepted_after_timeout_is_not_resent(post_webhook, echoes, workers
     workers(process_env(fake, MESSENGER_SEND_TIMEOUT_MS="500", MESSENGER_ECHO_WAIT_MS="30000"))
     post_webhook(text_body("late question", mid="m_late"))
     wait_until(lambda: fake.message_count() == 1, 30, message="the send accepted")
+    accepted = time.monotonic()
     fake.set_mode("ok")
 
     wait_until(lambda: status_of("m_late") == "answered", 30, message="answered after the echo")
+    settled_s = time.monotonic() - accepted
+    print(f"in doubt -> answered by its echo in {settled_s:.2f} s (echo wait 30 s)")
+    assert settled_s < 10  # the echo wakes the parked message: it does not wait out the 30 s
     assert fake.replies() == ["echo: late question"]
     part = OutboundPart.objects.get(inbound__mid="m_late")
     assert part.status == OutboundPart.Status.SENT and part.fb_message_id.startswith("m_fake_")
