@@ -28,20 +28,34 @@ messages in timestamp order, spread over the run; a refused POST is redelivered,
   read (the 2026 sticker and share shapes, an unknown event; every third body also an entry that is
   not an object), and the texts carry NUL characters and lone surrogates (:func:`post_odd_batches`).
 
+The delivery faults of issue 13 (``plan_delivery_faults``): the fake Graph echoes every message it
+accepts to the webhook, signed (``message_echoes``), ``ECHO_DELAY_S`` later, and drops
+``ECHO_DROP_RATE`` of the echoes; for a stretch it accepts sends but answers past the client's timeout
+(``late``: delivered, yet the worker sees a timeout); a worker gets SIGTERM during that stretch (a
+stop mid-send); a worker and its work horse are paused (SIGSTOP) past the lease, then resumed
+(SIGCONT); ``--poison`` users' first message is refused with an error in no table until it gives up.
+``MESSENGER_ECHO_WAIT_MS=2000`` and ``MESSENGER_LEASE_SECONDS=3`` keep the run short.
+
 Then it waits (bounded) until every inbound row is final and compares what the fake Graph accepted
 with what the inbox says was to be sent: per user, the reply parts of each message in order are
 matched against the Send API bodies received for that user. ``lost`` counts messages without a
 complete reply (not final, not answered, a part never received, or a posted message not in the
-inbox); ``duplicated`` counts Send API message bodies received beyond those expected. The closing
-line starts ``lost=N duplicated=N``; the exit status is 1 when either is non-zero. The odd batches
-are counted by :func:`check_odd_batches` into the same ``lost`` and ``duplicated`` (each of their text
+inbox; a poison message that gave up is expected, not lost); ``duplicated`` counts Send API message
+bodies received beyond those expected, except a part re-sent after the echo wait because the fake
+dropped its echo (the documented at-least-once case, counted apart); ``blocked`` counts a poison
+user's later messages not answered within ``BLOCKED_BOUND_S`` of being kept. The odd batches are
+counted by :func:`check_odd_batches` into the same ``lost`` and ``duplicated`` (each of their text
 messages answered exactly once), plus ``odd_lost``: odd items not kept with the status ``unreadable``.
+The closing line starts ``lost=N duplicated=N blocked=N``; the exit status is 1 when any of them or
+``odd_lost`` is non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import random
 import re
 import signal
@@ -70,7 +84,21 @@ SOAK_SETTINGS = {
     "MESSENGER_RECOVERY_INTERVAL_SECONDS": 2,
     "MESSENGER_PROCESSING_TIMEOUT_MS": 3000,
     "MESSENGER_SHUTDOWN_TIMEOUT_MS": 3000,
+    # Issue 13: echoes settle sends in doubt within this wait; a lease short enough to pause a worker past.
+    "MESSENGER_ECHO_WAIT_MS": 2000,
+    "MESSENGER_LEASE_SECONDS": 3,
 }
+# The fake Graph echoes accepted messages this long after, and drops this share of the echoes.
+ECHO_DELAY_S = 0.3
+ECHO_DROP_RATE = 0.1
+# A poison user's first message is refused this many times (code 9999, in no table): it gives up.
+POISON_REFUSALS = 4
+POISON_ERROR = {"error": {"message": "an error in no table", "type": "OAuthException", "code": 9999,
+                          "fbtrace_id": "soak-poison"}}
+# A later message of a poison user still waiting this long after the poison's first refusal counts as
+# blocked: the give-up bound (messenger.delivery.MESSAGE_GIVE_UP_BOUND_S, 60 s) plus slack for the
+# faults of the run. (Before its first refusal the poison waits like any message: page-wide faults.)
+BLOCKED_BOUND_S = 90
 
 
 class RedisServer:
@@ -142,6 +170,34 @@ class Workers:
             self.slots[i] = None
             self.killed += 1
             self.down_until[i] = time.monotonic() + pause
+
+    def signal(self, i: int, sig: int) -> list[int]:
+        """Send ``sig`` to slot ``i`` if running: SIGTERM to the worker alone (its graceful stop; the
+        watcher restarts it, counted as exited on its own); SIGSTOP to its process group and its work
+        horse (a group of its own), frozen together as a paused VM or container would be. Returns the
+        pids signalled, for the SIGCONT (:meth:`resume`)."""
+        with self.lock:
+            proc = self.slots[i]
+        if proc is None or not proc.alive():
+            return []
+        if sig == signal.SIGTERM:
+            proc.signal(sig)
+            return [proc.pid]
+        horse = proc.horse_pid()
+        processes.kill_group(proc, sig)
+        if horse:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(horse, sig)
+        return [proc.pid, *([horse] if horse else [])]
+
+    @staticmethod
+    def resume(pids: list[int]) -> None:
+        for n, pid in enumerate(pids):
+            with contextlib.suppress(ProcessLookupError):
+                if n == 0:
+                    os.killpg(pid, signal.SIGCONT)  # the worker's group
+                else:
+                    os.kill(pid, signal.SIGCONT)  # its work horse
 
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
@@ -251,8 +307,13 @@ def post_all(port: int, messages, rate: float, posted: dict, refused: list, thre
     return thread
 
 
-def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
-    """Match the Send API bodies the fake accepted against the reply parts the inbox recorded."""
+def compare(db: Db, fake: FakeGraph, messages, posted: dict, poison_mids: frozenset = frozenset()) -> dict:
+    """Match the Send API bodies the fake accepted against the reply parts the inbox recorded.
+
+    Each body is compared without its ``metadata`` token. A part sent again because its echo never
+    came (the fake dropped it) is the documented at-least-once case: counted apart, not duplicated.
+    A poison message (``poison_mids``) that gave up is what should happen to it: not lost.
+    """
     rows = {
         mid: (rid, status, reason)
         for rid, mid, status, reason in db.rows("SELECT id, mid, status, status_reason FROM messenger_inboundmessage")
@@ -263,8 +324,17 @@ def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
     ):
         parts[inbound_id].append(json.dumps(body, sort_keys=True))
     received: dict[str, list[str]] = defaultdict(list)
+    seen_tokens: set[str] = set()
+    resent_without_echo = 0
     for r in sorted(fake.messages(), key=lambda r: r.at):
-        received[r.psid].append(json.dumps(r.body.get("message"), sort_keys=True))
+        message = dict(r.body.get("message") or {})
+        token = message.pop("metadata", "")
+        if token in seen_tokens and token in fake.echo_dropped_tokens:
+            resent_without_echo += 1
+            continue
+        seen_tokens.add(token)
+        received[r.psid].append(json.dumps(message, sort_keys=True))
+    given_up = 0
 
     lost: Counter = Counter()
     lost_examples: list[str] = []
@@ -287,6 +357,9 @@ def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
                 lost_examples.append(mid)
                 continue
             rid, status, reason = row
+            if mid in poison_mids and status == "failed" and reason.startswith("gave up"):
+                given_up += 1
+                continue
             if status != "answered":
                 lost[f"status {status}: {reason[:40]}"] += 1
                 lost_examples.append(f"{mid} ({status})")
@@ -317,6 +390,8 @@ def compare(db: Db, fake: FakeGraph, messages, posted: dict) -> dict:
         "duplicated": duplicated,
         "dup_examples": dup_examples[:10],
         "users_out_of_order": out_of_order,
+        "resent_without_echo": resent_without_echo,
+        "given_up": given_up,
         "received_bodies": sum(len(v) for v in received.values()),
         "expected_bodies": sum(len(v) for v in parts.values()),
     }
@@ -384,6 +459,91 @@ def check_odd_batches(db: Db, fake: FakeGraph, batches: list, *, planned: int) -
             "odd_lost": odd_lost}
 
 
+# --- issue 13: the delivery faults (a late Graph and its echoes, SIGTERM mid-send, SIGSTOP past the
+# lease, poison messages) and the ``blocked`` count. Kept apart from the faults above for the merge.
+
+
+def plan_delivery_faults(args, rng: random.Random, load_s: float, users: list[str]) -> dict:
+    """When the fake Graph accepts sends but answers late, when a worker gets SIGTERM during that
+    stretch, when one is paused (SIGSTOP) past its lease and resumed, and which users are poisoned
+    (their first message can never be sent)."""
+    # After the 5xx and hang stretches and the Redis restart, so the SIGTERM finds a worker at work.
+    late_from = 0.72 * load_s
+    late_to = late_from + args.fault_seconds / 2
+    lease_s = SOAK_SETTINGS["MESSENGER_LEASE_SECONDS"]
+    return {
+        "late": (late_from, late_to),
+        "sigterm": (rng.uniform(late_from, late_to), rng.randrange(args.workers)),
+        "sigstop": (rng.uniform(0.3 * load_s, 0.8 * load_s), rng.randrange(args.workers), lease_s + 2.0),
+        "poison_users": rng.sample(users, min(len(users), args.poison)),
+    }
+
+
+def delivery_events(faults: dict) -> list[tuple[float, tuple]]:
+    late_from, late_to = faults["late"]
+    at, slot = faults["sigterm"]
+    stop_at, stop_slot, stop_for = faults["sigstop"]
+    return [
+        (late_from, ("mode", "late")),
+        (late_to, ("mode", "ok")),
+        (at, ("sigterm", slot)),
+        (stop_at, ("sigstop", stop_slot, stop_for)),
+    ]
+
+
+def run_delivery_event(what: tuple, at: float, fake: FakeGraph, workers: Workers) -> None:
+    if what[0] == "mode":
+        fake.set_mode(what[1])
+        detail = " (accepts sends, answers after the client's timeout)" if what[1] == "late" else ""
+        common.log(f"t={at:.1f}s fake Graph: {what[1]}{detail}")
+    elif what[0] == "sigterm":
+        common.log(f"t={at:.1f}s SIGTERM worker slot {what[1] + 1} (a graceful stop, maybe mid-send)")
+        workers.signal(what[1], signal.SIGTERM)
+    else:
+        _, slot, pause = what
+        common.log(f"t={at:.1f}s SIGSTOP worker slot {slot + 1} for {pause:.1f} s (past its lease), then SIGCONT")
+        stopped = workers.signal(slot, signal.SIGSTOP)
+        threading.Timer(pause, workers.resume, args=(stopped,)).start()
+
+
+def poison(fake: FakeGraph, users: list[str]) -> None:
+    """Each poison user's first message is refused with an error in no table, until it gives up."""
+    for psid in users:
+        fake.refuse_psids[psid] = POISON_ERROR
+        fake.refuse_left[psid] = POISON_REFUSALS
+
+
+def poison_mids(messages, users: list[str]) -> frozenset:
+    firsts = {psid: mid for psid, mid, _text, k in messages if k == 0}
+    return frozenset(firsts[psid] for psid in users if psid in firsts)
+
+
+def count_blocked(db: Db, fake: FakeGraph, messages, users: list[str], bound_s: float) -> tuple[int, list[str]]:
+    """``blocked``: a poison user's later message not answered, or answered more than ``bound_s``
+    after the poison's first refusal and after it was kept: the poison held its sender for longer
+    than its give-up bound."""
+    rows = {
+        mid: (status, finished, received)
+        for mid, status, finished, received in db.rows(
+            "SELECT mid, status, finished_at, received_at FROM messenger_inboundmessage"
+        )
+    }
+    blocked, examples = 0, []
+    for psid, mid, _text, k in messages:
+        if psid not in users or k == 0:
+            continue
+        status, finished, received = rows.get(mid, (None, None, None))
+        if status != "answered" or finished is None:
+            blocked += 1
+            examples.append(f"{mid} ({status})")
+            continue
+        held_from = max(received.timestamp(), fake.first_refused_at.get(psid, received.timestamp()))
+        if finished.timestamp() - held_from > bound_s:
+            blocked += 1
+            examples.append(f"{mid} (answered {finished.timestamp() - held_from:.0f} s late)")
+    return blocked, examples[:10]
+
+
 def count_log_events(paths: list[Path], names: list[str]) -> Counter:
     counts: Counter = Counter()
     pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
@@ -410,6 +570,7 @@ def main() -> int:
     parser.add_argument("--fault-seconds", type=float, default=None, help="length of the Send API failure")
     parser.add_argument("--odd-batches", type=int, default=None,
                         help="bodies mixing messages with unreadable items and NUL (default 20 quick, 60 long)")
+    parser.add_argument("--poison", type=int, default=3, help="users whose first reply can never be sent")
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--redis-port", type=int, default=6390)
     parser.add_argument("--settle", type=float, default=None, help="longest wait for every row to be final (s)")
@@ -419,7 +580,9 @@ def main() -> int:
     args.rate = args.rate or (10.0 if args.quick else 16.0)
     args.kills = args.kills if args.kills is not None else (3 if args.quick else 8)
     args.fault_seconds = args.fault_seconds or (8.0 if args.quick else 20.0)
-    settle = args.settle or (70.0 if args.quick else 150.0)
+    # Long enough for a poison message to give up (about a minute from its first own failure) once
+    # the faults of the run have delayed its first try.
+    settle = args.settle or (130.0 if args.quick else 150.0)
     args.odd_batches = args.odd_batches if args.odd_batches is not None else (20 if args.quick else 60)
 
     processes.install_cleanup()
@@ -431,6 +594,8 @@ def main() -> int:
     began = time.monotonic()
     rng = random.Random(args.seed)
     messages, faults = plan(args, rng)
+    soak_users = sorted({psid for psid, _mid, _text, _k in messages})
+    delivery = plan_delivery_faults(args, rng, args.messages / args.rate, soak_users)
 
     redis_server = RedisServer(args.redis_port)
     redis_server.start()
@@ -445,6 +610,9 @@ def main() -> int:
     env["DATABASE_URL"] = db_url
     db = Db(db_url)
     gunicorn, port = processes.start_gunicorn(env, log_dir=common.LOG_DIR, name="soak-gunicorn")
+    fake.echo_to(f"http://127.0.0.1:{port}{webhooks.WEBHOOK_PATH}", common.APP_SECRET,
+                 delay_s=ECHO_DELAY_S, drop_rate=ECHO_DROP_RATE)
+    poison(fake, delivery["poison_users"])
     workers = Workers(env, args.workers)
     workers.start()
     common.log(
@@ -464,12 +632,15 @@ def main() -> int:
     events = [(faults["5xx"][0], "5xx"), (faults["hang"][0], "hang"), (faults["hang"][1], "ok"),
               (faults["redis_restart"], "redis")]
     events += [(at, ("kill", slot, pause)) for at, slot, pause in faults["kills"]]
+    events += delivery_events(delivery)
     events.sort(key=lambda e: e[0])
     for at, what in events:
         delay = t0 + at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        if what in ("5xx", "hang", "ok"):
+        if isinstance(what, tuple) and what[0] in ("mode", "sigterm", "sigstop"):
+            run_delivery_event(what, at, fake, workers)
+        elif what in ("5xx", "hang", "ok"):
             fake.set_mode(what)
             common.log(f"t={at:.1f}s fake Graph: {what}")
         elif what == "redis":
@@ -500,7 +671,8 @@ def main() -> int:
     workers.stop()
     processes.stop_process(gunicorn)
 
-    result = compare(db, fake, messages, posted)
+    result = compare(db, fake, messages, posted, poison_mids(messages, delivery["poison_users"]))
+    blocked, blocked_examples = count_blocked(db, fake, messages, delivery["poison_users"], BLOCKED_BOUND_S)
     odd = check_odd_batches(db, fake, odd_batches, planned=args.odd_batches)
     result["lost"] += odd["lost"]
     result["duplicated"] += odd["duplicated"]
@@ -515,7 +687,9 @@ def main() -> int:
         ["messenger.inbox.requeued", "messenger.worker.recovered", "messenger.send.retry",
          "messenger.send.deferred", "messenger.pipeline.deferred", "messenger.inbox.enqueue-failed",
          "messenger.worker.put-back", "messenger.ordering.lock-lost", "messenger.pipeline.left-to-holder",
-         "messenger.pipeline.crashed", "messenger.circuit.opened"],
+         "messenger.pipeline.crashed", "messenger.circuit.opened", "messenger.echoes.settled",
+         "messenger.pipeline.resend-after-echo-wait", "messenger.pipeline.lease-lost",
+         "messenger.pipeline.fenced-off"],
     )
     db.close()
     fake.stop()
@@ -547,6 +721,15 @@ def main() -> int:
         ["expected reply bodies (inbox parts)", result["expected_bodies"]],
         ["reply bodies received by the fake", result["received_bodies"]],
         ["users whose replies came out of order", result["users_out_of_order"]],
+        ["fake Graph: accepted but answered late", fake.counters.late],
+        ["fake Graph: echoes posted / dropped", f"{fake.counters.echoes_sent} / {fake.counters.echoes_dropped}"],
+        ["parts re-sent after the echo wait, echo dropped (at least once)", result["resent_without_echo"]],
+        ["fake Graph: poison sends refused", fake.counters.refused],
+        ["poison messages given up", result["given_up"]],
+        ["echo-settled parts (messenger.echoes.settled)", logs["messenger.echoes.settled"]],
+        ["re-sent after the echo wait", logs["messenger.pipeline.resend-after-echo-wait"]],
+        ["stopped before a send: lease lost or fenced off",
+         logs["messenger.pipeline.lease-lost"] + logs["messenger.pipeline.fenced-off"]],
         ["odd batches posted (messages / odd items in them)",
          f"{len(odd_batches)} ({odd['messages']} / {odd['odd_items']})"],
         ["odd batches: messages lost / duplicated", f"{odd['lost']} / {odd['duplicated']}"],
@@ -557,15 +740,18 @@ def main() -> int:
         print(f"lost by reason: {result['lost_reasons']}; e.g. {result['lost_examples']}")
     if result["duplicated"]:
         print(f"duplicated: {result['dup_examples']}")
+    if blocked:
+        print(f"blocked: {blocked_examples}")
     print(f"logs: {common.LOG_DIR}/soak-*.log; total time {time.monotonic() - began:.0f} s")
     print(
-        f"\nlost={result['lost']} duplicated={result['duplicated']} messages={args.messages} users={args.users} "
+        f"\nlost={result['lost']} duplicated={result['duplicated']} blocked={blocked} "
+        f"messages={args.messages} users={args.users} "
         f"deferred={event_counts.get('message_deferred', 0)} retried_rows={sum(c for a, c in attempts if a > 1)} "
         f"requeued={logs['messenger.inbox.requeued']} kills={workers.killed} redis_restarts={redis_server.starts - 1} "
         f"out_of_order_users={result['users_out_of_order']} odd_batches={len(odd_batches)} "
         f"odd_lost={odd['odd_lost']} seed={args.seed}"
     )
-    return 1 if result["lost"] or result["duplicated"] or odd["odd_lost"] else 0
+    return 1 if result["lost"] or result["duplicated"] or blocked or odd["odd_lost"] else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CI hook: the short fault soak (300 messages, 60 users, under two minutes; see bench/soak.py).
-# Exits non-zero when any reply is lost or duplicated (soak.py exits 1), when the soak cannot run
+# CI hook: the short fault soak (300 messages, 60 users, about two minutes; see bench/soak.py).
+# Exits non-zero when any reply is lost, duplicated or blocked (soak.py exits 1), when the soak cannot run
 # (2: its Redis port is taken), or when it crashes. Needs PostgreSQL on 127.0.0.1:5432 (started when
 # down, as for the tests) and the redis-server binary; the soak starts its own Redis on port 6390.
 set -euo pipefail

@@ -188,6 +188,9 @@ MESSENGER_LONG_TEXT_CHARS = env.int("MESSENGER_LONG_TEXT_CHARS", default=200)
 MESSENGER_RECOVERY_INTERVAL_SECONDS = env.int("MESSENGER_RECOVERY_INTERVAL_SECONDS", default=15)
 # A worker's hold on a sender (and on its message in flight) lapses this long after its last heartbeat.
 MESSENGER_LEASE_SECONDS = env.int("MESSENGER_LEASE_SECONDS", default=10)
+# A send whose outcome is unknown (a timeout, a reset, 1/1357046, a stop mid-send) is re-sent only if
+# its echo (the page's message_echoes subscription) has not arrived this long after the send started.
+MESSENGER_ECHO_WAIT_MS = env.int("MESSENGER_ECHO_WAIT_MS", default=15000)
 
 # Retention (docs/operations-commands.md): days a finished inbound row (its raw body and reply parts)
 # and an observability event are kept; 0 keeps them for ever. Transcripts have their own, longer one.

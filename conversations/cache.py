@@ -15,12 +15,15 @@ Contracts:
   that lands on a missing key writes a short-lived *tombstone* instead, so a fill that read the
   database before the push committed is discarded (``EXEC`` fails) rather than stored stale. A push
   whose message is already in the list (the fill saw it) is a no-op: items carry their message id.
+- **Never stale after a failed push.** A push that fails drops the key (the next read fills from the
+  database) rather than leaving a list without the message.
 - **Redis is optional.** Any Redis error is logged as ``conversations.cache.unavailable`` and the
   caller gets the database's answer; no exception leaves this module for a Redis failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -158,6 +161,11 @@ def history_push(*, conversation_id: int, item: dict) -> None:
         get_redis_connection(CACHE_ALIAS).transaction(_apply, key)
     except RedisError as exc:
         _unavailable(exc, conversation_id=conversation_id, op="push")
+        # A list that missed this message would serve a stale history for the rest of the
+        # conversation: drop it, so the next read fills from the database. (Redis down: the delete
+        # fails too, already logged, and the list, if Redis kept it, expires with its TTL.)
+        with contextlib.suppress(RedisError):
+            get_redis_connection(CACHE_ALIAS).delete(key)
 
 
 def history_forget(*, conversation_id: int) -> int:

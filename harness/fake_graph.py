@@ -12,6 +12,19 @@ Fault modes of the Send API, set while it runs (:meth:`FakeGraph.set_mode`):
 - ``"hang"``: no answer for ``hang_s`` (longer than the client's timeout), then the connection is
   closed; nothing delivered.
 
+- ``"late"``: the message is *accepted* (recorded as delivered, and echoed) but answered only after
+  ``hang_s``, past the client's timeout: the ambiguous send of issue 13 (Facebook delivered it, the
+  caller saw a timeout).
+
+Per recipient, ``refuse_psids[psid] = envelope`` answers messages to that PSID HTTP 400 with that
+error envelope (a reply that can never be sent), whatever the mode: every one, or only the next
+``refuse_left[psid]`` when that is set (then the user's later replies go through).
+
+Echoes (``echo_to(url, secret)``): like Facebook with the ``message_echoes`` subscription, every
+message accepted is POSTed back, signed, to the app's webhook as an echo (``is_echo``, ``app_id``,
+``mid``, and the ``metadata`` the send carried), ``echo_delay_s`` later, except a share
+``echo_drop_rate`` that never is. :func:`echo_body` builds the same body for a test to post itself.
+
 ``latency_s`` delays every Send API answer and ``chat_delay`` every chat answer (the peer taking time,
 not the caller sleeping). Only bodies answered 200 are recorded as delivered: a request that timed out
 is modelled as not delivered (see docs/performance.md on what a real timeout could mean). Thread-safe.
@@ -20,12 +33,18 @@ is modelled as not delivered (see docs/performance.md on what a real timeout cou
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("ok", "5xx", "hang")
+import requests
+
+from harness.webhooks import PAGE_ID, encode, signed_headers
+
+MODES = ("ok", "5xx", "hang", "late")
+APP_ID = "1234567890"  # the app id the fake's echoes carry
 
 TRANSIENT_ERROR = {
     "error": {
@@ -54,6 +73,22 @@ class FaultCounters:
     errors_5xx: int = 0
     hangs: int = 0
     sender_actions: int = 0
+    late: int = 0
+    refused: int = 0
+    echoes_sent: int = 0
+    echoes_dropped: int = 0
+
+
+def echo_body(received: Received, *, message_id: str, page_id: str = PAGE_ID) -> dict:
+    """The webhook body Facebook posts to echo a message the page sent (``message_echoes``)."""
+    message = {"is_echo": True, "app_id": int(APP_ID), "mid": message_id, **received.body["message"]}
+    item = {
+        "sender": {"id": page_id},
+        "recipient": {"id": received.psid},
+        "timestamp": int(time.time() * 1000),
+        "message": message,
+    }
+    return {"object": "page", "entry": [{"id": page_id, "time": item["timestamp"], "messaging": [item]}]}
 
 
 class FakeGraph:
@@ -65,6 +100,15 @@ class FakeGraph:
         self.mode = "ok"
         self.hang_s = 2.0
         self.chat_requests = 0
+        self.refuse_psids: dict[str, dict] = {}
+        self.refuse_left: dict[str, int] = {}
+        self.first_refused_at: dict[str, float] = {}  # time.time() of each PSID's first refusal
+        self.echo_dropped_tokens: set[str] = set()
+        self.echo_url = ""
+        self.echo_secret = ""
+        self.echo_delay_s = 0.2
+        self.echo_drop_rate = 0.0
+        self._echo_random = random.Random(13)
         self.counters = FaultCounters()
         self._lock = threading.Lock()
         self._received: list[Received] = []
@@ -104,6 +148,11 @@ class FakeGraph:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.mode = mode
+
+    def echo_to(self, url: str, secret: str, *, delay_s: float = 0.2, drop_rate: float = 0.0) -> None:
+        """Echo every accepted message to the webhook at ``url``, signed with the app ``secret``."""
+        self.echo_url, self.echo_secret = url, secret
+        self.echo_delay_s, self.echo_drop_rate = delay_s, drop_rate
 
     # --- what it received ----------------------------------------------------------------------------
 
@@ -156,6 +205,17 @@ class FakeGraph:
             return 400, {"error": {"message": "bad json", "code": 100}}
         psid = str((body.get("recipient") or {}).get("id", ""))
         is_message = "message" in body
+        if is_message and psid in self.refuse_psids:
+            with self._lock:
+                left = self.refuse_left.get(psid)
+                refuse = left is None or left > 0
+                if refuse:
+                    self.counters.refused += 1
+                    self.first_refused_at.setdefault(psid, time.time())
+                    if left is not None:
+                        self.refuse_left[psid] = left - 1
+            if refuse:
+                return 400, self.refuse_psids[psid]
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -167,7 +227,36 @@ class FakeGraph:
         answer = {"recipient_id": psid}
         if is_message:
             answer["message_id"] = f"m_fake_{seq}"
+            self._echo_later(Received(at=arrived, body=body, psid=psid, is_message=True), answer["message_id"])
+        if mode == "late":
+            with self._lock:
+                self.counters.late += 1
+            _take(self.hang_s)
         return 200, answer
+
+    def _echo_later(self, received: Received, message_id: str) -> None:
+        if not self.echo_url:
+            return
+        with self._lock:
+            dropped = self._echo_random.random() < self.echo_drop_rate
+            if dropped:
+                self.counters.echoes_dropped += 1
+                self.echo_dropped_tokens.add(str(received.body["message"].get("metadata", "")))
+        if dropped:
+            return
+        timer = threading.Timer(self.echo_delay_s, self._post_echo, args=(received, message_id))
+        timer.daemon = True
+        timer.start()
+
+    def _post_echo(self, received: Received, message_id: str) -> None:
+        raw = encode(echo_body(received, message_id=message_id))
+        try:
+            requests.post(self.echo_url, data=raw, headers=signed_headers(raw, self.echo_secret), timeout=5)
+            with self._lock:
+                self.counters.echoes_sent += 1
+        except requests.RequestException:
+            with self._lock:
+                self.counters.echoes_dropped += 1
 
     def _handler_class(self):
         fake = self

@@ -244,22 +244,39 @@ def inbox_schedule_retry(*, inbound: InboundMessage, delay_ms: int) -> None:
     _enqueue_one(inbound, at=timezone.now() + timedelta(milliseconds=delay_ms), fresh=True)
 
 
-def inbox_requeue_one(*, inbound: InboundMessage) -> None:
-    """Queue a fresh job for one open message (a drain handing on, a worker putting its message back)."""
-    InboundMessage.objects.filter(id=inbound.id).exclude(status__in=InboundMessage.FINAL_STATUSES).update(
-        status=InboundMessage.Status.QUEUED, worker_name=""
-    )
+def inbox_requeue_one(*, inbound: InboundMessage, fence: int | None = None) -> bool:
+    """Queue a fresh job for one open message (a drain handing on, a worker putting its message back).
+
+    With ``fence``, only if the row still carries it: a worker that lost its lease puts back only a
+    message nobody claimed since. Returns whether a job was queued.
+    """
+    rows = InboundMessage.objects.filter(id=inbound.id).exclude(status__in=InboundMessage.FINAL_STATUSES)
+    if fence is not None:
+        rows = rows.filter(fence=fence)
+    updated = rows.update(status=InboundMessage.Status.QUEUED, worker_name="")
+    if fence is not None and not updated:
+        return False
     _enqueue_one(inbound, fresh=True)
+    return True
 
 
-def _job_alive(row: InboundMessage, connection: redis.Redis) -> bool:
+def _job_alive(row: InboundMessage, connection: redis.Redis, *, overdue_before: datetime | None = None) -> bool:
     """Is a job still going to answer this row? Waiting on a queue or schedule, or started by a worker
     that still holds the sender (a started job whose worker died holds nothing: rq would only notice
-    after the job's timeout)."""
+    after the job's timeout). A job still *scheduled* for a deferred row whose time passed before
+    ``overdue_before`` is not: no scheduler is running it."""
     try:
         job = Job.fetch(current_job_id(row), connection=connection)
         status = job.get_status(refresh=False)
     except NoSuchJobError:
+        return False
+    if (
+        status == JobStatus.SCHEDULED
+        and overdue_before is not None
+        and row.status == InboundMessage.Status.DEFERRED
+        and row.not_before is not None
+        and row.not_before < overdue_before
+    ):
         return False
     if status in _WAITING_JOB_STATUSES:
         return True
@@ -280,18 +297,15 @@ def inbox_requeue(
     """Put back on the queues every kept message that is not answered and has no live job.
 
     Covers: rows left ``pending`` (Redis was down), rows ``queued``/``deferred`` whose job vanished
-    (Redis restarted and lost it), and rows ``processing`` whose worker died (its in-flight key
-    expired). Rows younger than ``min_age`` are left alone: their webhook may still be enqueueing.
-    Idempotent: a row with a live job is not queued twice, and the job itself skips answered rows.
+    (Redis restarted and lost it), rows ``deferred`` whose time passed more than ``min_age`` ago while
+    their job still waits on rq's schedule (no scheduler alive to run it), and rows ``processing``
+    whose worker died (its in-flight key expired). Rows younger than ``min_age`` are left alone: their
+    webhook may still be enqueueing. Every open row is looked at, ``limit`` rows per query (by id),
+    however many there are. Idempotent: a row with a live job is not queued twice, and the job itself
+    skips answered rows.
     """
     now = now or timezone.now()
     result = RequeueResult()
-    rows = list(
-        InboundMessage.objects.filter(status__in=InboundMessage.OPEN_STATUSES, received_at__lte=now - min_age)
-        .order_by("page_id", "psid", "fb_timestamp", "id")[:limit]
-    )
-    if not rows:
-        return result
     # Senders whose earliest message is parked until later: their other messages wait behind it and
     # are answered by its scheduled job, in order; queuing them now would only run no-op jobs.
     waiting = set(
@@ -300,31 +314,52 @@ def inbox_requeue(
         )
     )
     connection = channel_redis()
-    for row in rows:
-        if row.status != InboundMessage.Status.DEFERRED and (row.page_id, row.psid) in waiting:
-            result.skipped_alive += 1
-            continue
-        if row.status == InboundMessage.Status.PROCESSING:
-            if inflight_alive(inbound_id=row.id):
-                result.skipped_alive += 1
-                continue
-        elif row.status != InboundMessage.Status.PENDING and _job_alive(row, connection):
-            result.skipped_alive += 1
-            continue
-        if row.status == InboundMessage.Status.DEFERRED and row.not_before and row.not_before > now:
-            # Parked until later and its scheduled job was lost: schedule it again, don't run it now.
-            _enqueue_one(row, at=row.not_before, fresh=True)
-            result.requeued.append(row.id)
-            continue
-        updated = InboundMessage.objects.filter(id=row.id, status=row.status).update(
-            status=InboundMessage.Status.QUEUED, status_reason="requeued"
+    after_id = 0
+    while True:
+        rows = list(
+            InboundMessage.objects.filter(
+                status__in=InboundMessage.OPEN_STATUSES, received_at__lte=now - min_age, id__gt=after_id
+            ).order_by("id")[: max(1, limit)]
         )
-        if not updated:
-            continue  # a worker moved it on meanwhile
-        _enqueue_one(row, fresh=True)
+        if not rows:
+            return result
+        after_id = rows[-1].id
+        for row in rows:
+            _requeue_row(row, result, waiting=waiting, now=now, min_age=min_age, connection=connection)
+
+
+def _requeue_row(
+    row: InboundMessage,
+    result: RequeueResult,
+    *,
+    waiting: set,
+    now: datetime,
+    min_age: timedelta,
+    connection: redis.Redis,
+) -> None:
+    if row.status != InboundMessage.Status.DEFERRED and (row.page_id, row.psid) in waiting:
+        result.skipped_alive += 1
+        return
+    if row.status == InboundMessage.Status.PROCESSING:
+        if inflight_alive(inbound_id=row.id):
+            result.skipped_alive += 1
+            return
+    elif row.status != InboundMessage.Status.PENDING and _job_alive(row, connection, overdue_before=now - min_age):
+        result.skipped_alive += 1
+        return
+    if row.status == InboundMessage.Status.DEFERRED and row.not_before and row.not_before > now:
+        # Parked until later and its scheduled job was lost: schedule it again, don't run it now.
+        _enqueue_one(row, at=row.not_before, fresh=True)
         result.requeued.append(row.id)
-        logger.warning(
-            "messenger.inbox.requeued",
-            extra={"mid": row.mid, "psid_hash": hash_psid(row.psid), "was": row.status},
-        )
-    return result
+        return
+    updated = InboundMessage.objects.filter(id=row.id, status=row.status).update(
+        status=InboundMessage.Status.QUEUED, status_reason="requeued"
+    )
+    if not updated:
+        return  # a worker moved it on meanwhile
+    _enqueue_one(row, fresh=True)
+    result.requeued.append(row.id)
+    logger.warning(
+        "messenger.inbox.requeued",
+        extra={"mid": row.mid, "psid_hash": hash_psid(row.psid), "was": row.status},
+    )

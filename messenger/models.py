@@ -67,13 +67,15 @@ class InboundMessage(models.Model):
     # A deferred message is not tried again before this time (the circuit's cooldown, a parked send).
     not_before = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The fencing token of the worker that claimed the message last: each claim increments it in a
+    # conditional UPDATE, and a part is sent only while the row still carries the sender's own token,
+    # so a worker whose claim was overtaken (it lost its lease) can't send (``messenger.services``).
+    fence = models.BigIntegerField(default=0)
 
     # The generated reply, kept so a re-run sends the same parts instead of asking the engine again.
     intent = models.CharField(max_length=64, blank=True, default="")
     confidence = models.FloatField(null=True, blank=True)
-    conversation = models.ForeignKey(
-        "conversations.Conversation", null=True, blank=True, on_delete=models.SET_NULL
-    )
+    conversation = models.ForeignKey("conversations.Conversation", null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
         indexes = [
@@ -103,6 +105,9 @@ class OutboundPart(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        # Handed to the Send API and its outcome not known yet: in doubt once its sender is gone (a
+        # timeout, a reset, 1/1357046, a stop mid-send). Settled by its echo, or re-sent after the wait.
+        SENDING = "sending", "Sending (in doubt until answered or echoed)"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
@@ -113,13 +118,16 @@ class OutboundPart(models.Model):
     fb_message_id = models.CharField(max_length=255, blank=True, default="")
     error_kind = models.CharField(max_length=32, blank=True, default="")
     error_code = models.IntegerField(null=True, blank=True)
+    # Sent as the Send API's ``message.metadata``; Facebook echoes it back (``messenger.echoes``).
+    token = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # Send API calls made for this part, and when the last one started (the echo wait runs from it).
+    attempts = models.PositiveSmallIntegerField(default=0)
+    send_started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["inbound", "position"], name="outbound_part_position")
-        ]
+        constraints = [models.UniqueConstraint(fields=["inbound", "position"], name="outbound_part_position")]
         ordering = ["inbound_id", "position"]
 
     def __str__(self) -> str:

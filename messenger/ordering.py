@@ -11,6 +11,12 @@ OOM) stops renewing: within the lease its lock is free for the next job of that 
 sees the message as stranded (``messenger.inbox.inbox_requeue``). A live worker that is merely slow
 keeps both keys alive, so nobody takes its message away from it.
 
+A holder that can't prove it still holds the lock must stop before its next send (:meth:`SenderLock.held`):
+the lock counts as lost as soon as Redis says so (a renewal finds another token, or no key: Redis
+restarted empty) *and* locally, once the time since the last successful renewal exceeds the lease on
+the monotonic clock (Redis slow or unreachable, the process paused by SIGSTOP or a long GC): by then
+Redis may have let the key expire and another worker may have taken the sender.
+
 This module owns both keys: nobody else formats them. The recovery sweep asks
 :func:`sender_lock_held` and :func:`inflight_alive`; a worker putting back the message of a job it
 stopped frees them with :func:`sender_lease_drop`. All go through the channel's Redis
@@ -22,6 +28,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 
 import redis
 from django.conf import settings
@@ -34,6 +41,11 @@ logger = logging.getLogger("messenger.ordering")
 _LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
 # Alive while a worker processes the message; its absence means the worker died (or let go).
 _INFLIGHT_KEY = "messenger:inflight:{id}"
+
+
+def _monotonic() -> float:
+    """The clock of the lease's local expiry (tests move it to play a paused process)."""
+    return time.monotonic()
 
 
 def _lock_key(page_id: str, psid: str) -> str:
@@ -93,17 +105,31 @@ class SenderLock:
         self.lost = False
         self.lease_s = max(1, settings.MESSENGER_LEASE_SECONDS)
         self.heartbeat_s = self.lease_s / 5
+        self._renewed_at = 0.0  # time.monotonic() just before the last successful SET/renewal
 
     def acquire(self) -> bool:
         """Take the lock if free; start the heartbeat. Never blocks."""
         self.lease_s = max(1, settings.MESSENGER_LEASE_SECONDS)
         self.heartbeat_s = self.lease_s / 5
+        asked_at = _monotonic()
         if not self.connection.set(self.key, self.token, nx=True, ex=self.lease_s):
             return False
+        self._renewed_at = asked_at
+        self.lost = False
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat {self.key}", daemon=True)
         self._thread.start()
         return True
+
+    def held(self) -> bool:
+        """Whether this worker can still prove it holds the lock (see the module docstring).
+
+        Asked before every send; once it says no, it keeps saying no.
+        """
+        if not self.lost and _monotonic() - self._renewed_at > self.lease_s:
+            self.lost = True
+            logger.error("messenger.ordering.lease-expired-locally", extra={"lock": self.key})
+        return not self.lost
 
     def set_inflight(self, inbound_id: int | None) -> None:
         """Mark ``inbound_id`` as in flight under this lock (``None`` clears it)."""
@@ -121,10 +147,13 @@ class SenderLock:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 with self._guard:
+                    asked_at = _monotonic()
                     if not self.connection.eval(_RENEW, 1, self.key, self.token, lease_ms):
                         self.lost = True
                         logger.error("messenger.ordering.lock-lost", extra={"lock": self.key})
                         return
+                    if not self.lost:
+                        self._renewed_at = asked_at
                     if self._inflight_id is not None:
                         self.connection.set(_inflight_key(self._inflight_id), self.token, ex=self.lease_s)
             except redis.RedisError as exc:

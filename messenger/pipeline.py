@@ -14,9 +14,16 @@ goes on. ``inbound_process`` answers one message:
 6. format it for Messenger (``messenger.formatter``) and record the parts (``OutboundPart``) before
    sending, so a re-run re-sends the same parts rather than asking the engine again;
 7. send each part not yet sent, recording each as it goes (``messenger.delivery``): a message put
-   back midway sends only what is missing, one whose reply went out is never answered again;
-8. on an open circuit or an exhausted transient failure, park the message (``deferred``) and
-   schedule its job again; on a recipient's permanent error, record why and stop (``messenger.delivery``).
+   back midway sends only what is missing, one whose reply went out is never answered again, a part
+   in doubt waits for its echo; nothing is sent once this worker can't prove it holds the sender;
+8. on a page-wide failure park the message (``deferred``) and schedule its job again; on a failure of
+   the message's own, retry it a bounded number of times, then record why and go on (``messenger.delivery``).
+
+Claims are fenced: ``inbound_start`` takes the row in a conditional UPDATE that bumps its fence, and
+every part is sent only while the row carries that fence. A drain that loses its lease stops before
+its next send and puts the message back (conditional on its fence, so it never disturbs a worker
+that claimed it since). A passing infrastructure error (PostgreSQL, Redis) puts the message back
+with a delay instead of failing it; rq's ``JobTimeoutException`` and ``StopRequested`` propagate.
 
 Rows are written only through ``messenger.services`` and read through ``messenger.selectors``. Every
 exit leaves the row's ``status``/``status_reason`` saying what happened; every step logs as
@@ -28,17 +35,24 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
+
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq.exceptions import StopRequested
+from rq.timeouts import JobTimeoutException
 
 from conversations.models import Conversation
 from messenger import replies
-from messenger.delivery import parts_send, window_closed
+from messenger.delivery import LEASE_LOST, jittered_ms, parts_send, window_closed
 from messenger.formatter import format_reply
-from messenger.inbox import inbox_requeue_one
+from messenger.inbox import inbox_requeue_one, inbox_schedule_retry
 from messenger.models import InboundMessage, OutboundPart
 from messenger.ordering import SenderLock
 from messenger.queues import channel_redis
 from messenger.selectors import inbound_get, inbound_next_for_sender, inbound_parts
-from messenger.services import inbound_finish, inbound_start, outbound_part_create_many
+from messenger.services import inbound_finish, inbound_park, inbound_start, outbound_part_create_many
 from observability import signals
 from observability.hashing import hash_psid
 from observability.logging import log_context
@@ -48,6 +62,10 @@ logger = logging.getLogger("messenger.pipeline")
 Status = InboundMessage.Status
 # A drain hands the rest of the sender's messages to a fresh job after this share of its job timeout.
 DRAIN_BUDGET_S = 60.0
+# A message met by a passing database or Redis error is tried again this much later (plus jitter).
+INFRA_RETRY_MS = 5_000
+# Errors that say the infrastructure is failing for a moment, not the message.
+_INFRA_ERRORS = (OperationalError, InterfaceError, RedisError)
 
 
 # --- the job entry point: one sender's messages, in order -------------------------------------------
@@ -75,23 +93,39 @@ def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
             # again after releasing its lock, so nothing is stranded by leaving here.
             logger.info("messenger.pipeline.left-to-holder", extra=inbound.log_fields())
             return "left-to-holder"
+        hand_on = cut_off = None
         try:
-            while not lock.lost:
+            while lock.held():
                 current = inbound_next_for_sender(inbound=inbound)
                 if not isinstance(current, InboundMessage):
                     break
                 if time.monotonic() - started > DRAIN_BUDGET_S:
-                    _hand_on(current)
-                    return _status_of(inbound)
+                    hand_on = current
+                    break
                 lock.set_inflight(current.id)
-                inbound_process(inbound=current, worker_name=worker_name)
+                if inbound_process(inbound=current, worker_name=worker_name, lease_held=lock.held) == LEASE_LOST:
+                    cut_off = current
+                    break
                 lock.set_inflight(None)
         finally:
             lock.release()
+        # Handed on only once the lock is free, so the new job can take the sender at once.
+        if hand_on is not None:
+            _hand_on(hand_on)
+            return _status_of(inbound)
+        if cut_off is not None:
+            _put_back(cut_off)
+            return _status_of(inbound)
         # A message may have arrived between our last look and the release: look once more.
         if lock.lost or not isinstance(inbound_next_for_sender(inbound=inbound), InboundMessage):
             break
     return _status_of(inbound)
+
+
+def _put_back(inbound: InboundMessage) -> None:
+    """This worker lost the sender midway: queue the message afresh unless another worker claimed it."""
+    inbox_requeue_one(inbound=inbound, fence=inbound.fence)
+    logger.warning("messenger.pipeline.put-back-lease-lost", extra=inbound.log_fields())
 
 
 def _status_of(inbound: InboundMessage) -> str:
@@ -108,19 +142,47 @@ def _hand_on(nxt: InboundMessage) -> None:
 # --- one message -----------------------------------------------------------------------------------
 
 
-def inbound_process(*, inbound: InboundMessage, worker_name: str = "") -> str:
-    """Answer one inbound message; see the module docstring. Never raises: the row says what happened."""
+def inbound_process(*, inbound: InboundMessage, worker_name: str = "", lease_held=None) -> str:
+    """Answer one inbound message; see the module docstring. The row says what happened.
+
+    Raises only rq's ``JobTimeoutException`` and ``StopRequested`` (the worker's to handle: the row
+    stays ``processing`` and is put back). A passing infrastructure error parks the message for
+    :data:`INFRA_RETRY_MS`; any other exception fails it. Returns ``LEASE_LOST`` (not a status)
+    when this worker may no longer send for the sender.
+    """
     try:
         with log_context(mid=inbound.mid, psid_hash=hash_psid(inbound.psid)):
-            return _process(inbound, worker_name)
+            return _process(inbound, worker_name, lease_held)
+    except (JobTimeoutException, StopRequested):
+        raise
+    except _INFRA_ERRORS as exc:
+        logger.warning("messenger.pipeline.infrastructure-error", extra=inbound.log_fields(error=type(exc).__name__))
+        return _park_for_infrastructure(inbound, exc)
     except Exception as exc:
         logger.exception("messenger.pipeline.crashed", extra=inbound.log_fields(error=type(exc).__name__))
         return inbound_finish(inbound=inbound, status=Status.FAILED, reason=f"error: {type(exc).__name__}")
 
 
-def _process(inbound: InboundMessage, worker_name: str) -> str:
+def _park_for_infrastructure(inbound: InboundMessage, exc: Exception) -> str:
+    """Put the message back for a later try; if even that fails, the row stays open for the sweep."""
+    delay_ms = jittered_ms(INFRA_RETRY_MS)
+    reason = f"infrastructure error, retried: {type(exc).__name__}"
+    try:
+        status = inbound_park(
+            inbound=inbound, not_before=timezone.now() + timedelta(milliseconds=delay_ms), reason=reason
+        )
+        inbox_schedule_retry(inbound=inbound, delay_ms=delay_ms)
+        return status
+    except Exception as again:  # noqa: BLE001 - the recovery sweep requeues an open row without a job
+        logger.error("messenger.pipeline.put-back-failed", extra=inbound.log_fields(error=type(again).__name__))
+        return inbound.status
+
+
+def _process(inbound: InboundMessage, worker_name: str, lease_held=None) -> str:
     step_started = time.perf_counter()
-    inbound_start(inbound=inbound, worker_name=worker_name)
+    if not inbound_start(inbound=inbound, worker_name=worker_name):
+        logger.warning("messenger.pipeline.claimed-elsewhere", extra=inbound.log_fields())
+        return LEASE_LOST
     if window_closed(inbound=inbound):
         reason = "outside the 24-hour messaging window"
         signals.send_safely(signals.message_expired, sender=inbound_process, inbound=inbound, reason=reason)
@@ -134,7 +196,7 @@ def _process(inbound: InboundMessage, worker_name: str) -> str:
         parts = parts_or_status
     elif inbound.conversation_id is None:
         return inbound_finish(inbound=inbound, status=Status.FAILED, reason="parts without a conversation")
-    return parts_send(inbound=inbound, parts=parts)
+    return parts_send(inbound=inbound, parts=parts, lease_held=lease_held)
 
 
 def _reply_parts(inbound: InboundMessage, step_started: float) -> list[OutboundPart] | str:
@@ -175,6 +237,4 @@ def _reply_parts(inbound: InboundMessage, step_started: float) -> list[OutboundP
             reason="the reply had nothing to send",
             conversation_id=conversation.id,
         )
-    return outbound_part_create_many(
-        inbound=inbound, bodies=bodies, intent=reply.intent, confidence=reply.confidence
-    )
+    return outbound_part_create_many(inbound=inbound, bodies=bodies, intent=reply.intent, confidence=reply.confidence)

@@ -24,17 +24,23 @@ body, for ``messenger_simulate``) and a success-shaped result with ``dry_run=Tru
 Facebook's errors are classified by ``messenger.graph_errors`` (the code tables, with their sources):
 :func:`classify_error` and :class:`SendErrorKind` are re-exported here for callers of the Send API.
 
-Retries (tenacity): a transient failure is retried up to ``MESSENGER_MAX_RETRIES`` times, waiting
-``MESSENGER_RETRY_BASE_MS * 2**(n-1)`` (1 s, 2 s, 4 s by default). A rate-limited failure waits
-:data:`RATE_LIMIT_WAIT_FACTOR` times longer (4 s, 8 s, 16 s): Facebook counts its throughput limits
-over a sliding window, so retrying after one second mostly lands in the same window and adds to the
-count. Every wait is capped at :data:`MAX_WAIT_MS`. No jitter: the circuit breaker, not randomness,
-is what stops a fleet of workers from hammering a failing API, and fixed waits are testable. Tests
-patch :func:`_sleep`.
+In doubt: a read timeout, a connection reset once the request was written, and 1/1357046 may have
+been delivered (the Send API has no idempotency key): they are never retried here, and come back as
+``in_doubt`` for ``messenger.delivery`` to settle by the message's echo.
+
+Retries (tenacity): a transient failure (one that surely did not go out) is retried up to
+``MESSENGER_MAX_RETRIES`` times, waiting ``MESSENGER_RETRY_BASE_MS * 2**(n-1)`` (1 s, 2 s, 4 s by
+default). A rate-limited failure waits :data:`RATE_LIMIT_WAIT_FACTOR` times longer (4 s, 8 s, 16 s):
+Facebook counts its throughput limits over a sliding window, so retrying after one second mostly
+lands in the same window and adds to the count. Every wait is capped at :data:`MAX_WAIT_MS`. No
+jitter within one send (fixed waits are testable); the parked retries that follow a cooldown are
+spread out by ``messenger.delivery``. Tests patch :func:`_sleep`.
 
 Circuit breaker (``messenger.circuit``): each HTTP attempt asks for a permit first. Every failed
-attempt of kind transient, rate_limited or auth is one API failure; a success resets the count; a
-recipient's own permanent error, invalid_request and unknown neither count nor reset (they say
+attempt of a page-wide kind (``graph_errors.API_FAILURE_KINDS``: transient, rate_limited, auth,
+page_blocked, a timeout in doubt) is one API failure; a success resets the count; an error of one
+recipient or one message (unavailable, permission, message_transient, invalid_request, unknown)
+neither counts nor resets (they say
 nothing about the API's health, and a flood of them must not hide an outage). When the circuit opens
 during our retries (our failure tripped it, or another process did), we stop retrying and return a
 ``deferred`` result. A half-open probe is a single attempt without retries; any answer from Facebook
@@ -117,6 +123,11 @@ class SendResult:
     dry_run: bool = False
     deferred: bool = False
     retry_after_ms: int | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        """True when the message may have been delivered although no success came back."""
+        return self.error_kind == SendErrorKind.IN_DOUBT
 
     @property
     def permanent_for_recipient(self) -> bool:
@@ -220,7 +231,11 @@ def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool, 
             breaker.record_success(permit)
             return outcome
         last_failure = outcome
-        if outcome.kind in API_FAILURE_KINDS and not (gate.page_id and outcome.kind == SendErrorKind.AUTH):
+        if (
+            outcome.kind in API_FAILURE_KINDS
+            and not (gate.page_id and outcome.kind == SendErrorKind.AUTH)
+            and not _answered_in_doubt(outcome)
+        ):
             cooldown_ms = usage_cooldown_ms(usage=outcome.usage, error_code=outcome.code)
             transition = breaker.record_failure(permit, cooldown_ms=cooldown_ms)
             outcome.circuit_opened = transition in ("opened", "reopened", "extended")
@@ -288,6 +303,11 @@ def _token_deferred(
     )
 
 
+def _answered_in_doubt(outcome: _Attempt) -> bool:
+    """1/1357046: Facebook answered (the API is up) that it sent despite an error."""
+    return outcome.kind == SendErrorKind.IN_DOUBT and outcome.http_status is not None
+
+
 def _log_failed_attempt(outcome: _Attempt, *, attempt_number: int, context: dict) -> None:
     logger.warning(
         "messenger.send.attempt-failed",
@@ -309,10 +329,12 @@ def _result(outcome: _Attempt, *, last_failure: _Attempt | None, attempts: int, 
     if outcome.ok:
         if attempts > 1:
             logger.info("messenger.send.recovered", extra={**context, "attempts": attempts})
-        return SendResult(
-            ok=True, message_id=outcome.message_id, http_status=outcome.http_status, attempts=attempts
-        )
+        return SendResult(ok=True, message_id=outcome.message_id, http_status=outcome.http_status, attempts=attempts)
 
+    if outcome.circuit_opened and outcome.kind == SendErrorKind.IN_DOUBT:
+        # The circuit opened on this very send, which may have been delivered: the caller must
+        # treat it as in doubt (wait for its echo), not as never sent.
+        outcome.circuit_opened = False
     if outcome.refused or outcome.circuit_opened:
         retry_after = outcome.retry_after_ms or int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS)
         failure = last_failure or _Attempt()
@@ -373,13 +395,19 @@ def send_message(
     messaging_type: str = "RESPONSE",
     log_context: dict | None = None,
     page_id: str = "",
+    metadata: str = "",
 ) -> SendResult:
     """Send one message (a Send API ``message`` object) to ``psid``, with retries and the circuit.
 
     Never raises for an API or network failure; see the module docstring for the result contract.
     ``log_context`` should carry ``mid`` and ``psid_hash`` (computed from ``psid`` when absent);
     ``page_id``, when known, puts the send behind the page's token gate (module docstring).
+    ``metadata`` (at most 1,000 characters) rides in ``message.metadata`` and comes back in the
+    message's echo (``messenger.echoes``). A result that is ``in_doubt`` was not retried: the
+    message may have been delivered.
     """
+    if metadata:
+        message = {**message, "metadata": metadata[:1000]}
     body = {"recipient": {"id": psid}, "messaging_type": messaging_type, "message": message}
     context = _log_context(psid=psid, log_context=log_context)
     max_attempts = 1 + max(0, int(settings.MESSENGER_MAX_RETRIES))

@@ -12,9 +12,10 @@ are created by the inbox (``messenger.inbox``), which also owns the writes of qu
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from messenger.models import InboundMessage, OutboundPart
@@ -27,16 +28,34 @@ Status = InboundMessage.Status
 _WARN_STATUSES = (Status.FAILED, Status.DEFERRED, Status.EXPIRED)
 
 
-def inbound_start(*, inbound: InboundMessage, worker_name: str) -> None:
-    """Mark the message as being processed by ``worker_name``: one more attempt, no longer parked."""
-    inbound.attempts += 1
-    InboundMessage.objects.filter(id=inbound.id).update(
-        status=Status.PROCESSING,
-        worker_name=worker_name[:255],
-        processing_started_at=timezone.now(),
-        attempts=inbound.attempts,
-        not_before=None,
+def inbound_start(*, inbound: InboundMessage, worker_name: str) -> bool:
+    """Claim the message for ``worker_name``: one more attempt, no longer parked, a new fence.
+
+    A conditional UPDATE that succeeds for one claimant only: it takes the row only if it is still
+    open and still carries the fence this worker read, and bumps the fence. Returns ``False`` when
+    another worker claimed it (or it became final) meanwhile. The new fence is kept on ``inbound``:
+    every part this worker sends is conditional on the row still carrying it
+    (:func:`outbound_part_begin_send`).
+    """
+    read_fence = inbound.fence
+    updated = (
+        InboundMessage.objects.filter(id=inbound.id, fence=read_fence)
+        .exclude(status__in=InboundMessage.FINAL_STATUSES)
+        .update(
+            status=Status.PROCESSING,
+            worker_name=worker_name[:255],
+            processing_started_at=timezone.now(),
+            attempts=models.F("attempts") + 1,
+            not_before=None,
+            fence=read_fence + 1,
+        )
     )
+    if not updated:
+        return False
+    inbound.attempts += 1
+    inbound.fence = read_fence + 1
+    inbound.status = Status.PROCESSING
+    return True
 
 
 def inbound_finish(
@@ -83,7 +102,10 @@ def outbound_part_create_many(
     """
     with transaction.atomic():
         parts = OutboundPart.objects.bulk_create(
-            [OutboundPart(inbound=inbound, position=i, body=body) for i, body in enumerate(bodies)]
+            [
+                OutboundPart(inbound=inbound, position=i, body=body, token=part_token_new())
+                for i, body in enumerate(bodies)
+            ]
         )
         InboundMessage.objects.filter(id=inbound.id).update(
             intent=intent[:64], confidence=confidence, conversation_id=inbound.conversation_id
@@ -92,15 +114,75 @@ def outbound_part_create_many(
     return parts
 
 
-def outbound_part_mark_sent(*, part: OutboundPart, message_id: str) -> None:
-    """The part went out as Facebook's ``message_id``: it is never sent again."""
-    OutboundPart.objects.filter(id=part.id).update(
-        status=OutboundPart.Status.SENT,
-        fb_message_id=message_id[:255],
-        sent_at=timezone.now(),
-        error_kind="",
-        error_code=None,
+# Every part token starts so: an echo whose metadata does not is not ours (``messenger.echoes``).
+TOKEN_PREFIX = "cb1."
+
+
+def part_token_new() -> str:
+    """The token a part carries in the Send API's ``metadata`` (at most 1,000 characters): unguessable,
+    so an echo of another app's message can't settle one of ours."""
+    return f"{TOKEN_PREFIX}{secrets.token_hex(12)}"
+
+
+# The tables are the models' default ``messenger_<model>`` (tests/messenger/test_services.py checks).
+_BEGIN_SEND_SQL = """
+UPDATE messenger_outboundpart AS part
+   SET status = %s, send_started_at = %s, attempts = part.attempts + 1, token = %s
+ WHERE part.id = %s AND part.status = %s
+   AND EXISTS (SELECT 1 FROM messenger_inboundmessage AS inbound
+                WHERE inbound.id = part.inbound_id AND inbound.fence = %s)
+"""
+
+
+def outbound_part_begin_send(*, part: OutboundPart, fence: int) -> bool:
+    """Move the part ``pending -> sending`` before its Send API call; ``False`` means don't send.
+
+    One conditional UPDATE: it succeeds only while the part is pending and its message still carries
+    ``fence`` (no other worker claimed it since), so two workers can never both send one part. From
+    here until it is settled the part is *in doubt* should this worker vanish.
+    """
+    if not part.token:
+        part.token = part_token_new()
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BEGIN_SEND_SQL,
+            [OutboundPart.Status.SENDING, now, part.token, part.id, OutboundPart.Status.PENDING, fence],
+        )
+        began = cursor.rowcount == 1
+    if began:
+        part.status, part.send_started_at, part.attempts = OutboundPart.Status.SENDING, now, part.attempts + 1
+    return began
+
+
+def outbound_part_mark_sent(*, part: OutboundPart, message_id: str) -> bool:
+    """The part went out as Facebook's ``message_id``: it is never sent again.
+
+    Conditional on the part not being sent already (its echo may have settled it first); returns
+    whether this call settled it, so exactly one settler writes its transcript line.
+    """
+    updated = (
+        OutboundPart.objects.filter(id=part.id)
+        .exclude(status=OutboundPart.Status.SENT)
+        .update(
+            status=OutboundPart.Status.SENT,
+            fb_message_id=message_id[:255],
+            sent_at=timezone.now(),
+            error_kind="",
+            error_code=None,
+        )
     )
+    part.status = OutboundPart.Status.SENT
+    return bool(updated)
+
+
+def outbound_part_mark_pending(*, part: OutboundPart) -> bool:
+    """Put the part back to pending: its send surely did not go out, or the echo wait ran out."""
+    rows = OutboundPart.objects.filter(id=part.id, status=OutboundPart.Status.SENDING)
+    updated = rows.update(status=OutboundPart.Status.PENDING)
+    if updated:
+        part.status = OutboundPart.Status.PENDING
+    return bool(updated)
 
 
 def outbound_part_record_error(*, part: OutboundPart, error_kind: str, error_code: int | None) -> None:
@@ -109,5 +191,8 @@ def outbound_part_record_error(*, part: OutboundPart, error_kind: str, error_cod
 
 
 def outbound_part_mark_failed(*, part: OutboundPart) -> None:
-    """The part will never be sent (Facebook refused it for good)."""
-    OutboundPart.objects.filter(id=part.id).update(status=OutboundPart.Status.FAILED)
+    """The part will never be sent (Facebook refused it for good, or staff took the conversation)."""
+    OutboundPart.objects.filter(id=part.id).exclude(status=OutboundPart.Status.SENT).update(
+        status=OutboundPart.Status.FAILED
+    )
+    part.status = OutboundPart.Status.FAILED

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from rest_framework.views import APIView
 
-from messenger import inbox
+from messenger import echoes, inbox
 from messenger.parsing import PayloadError, UnsupportedObject, parse_webhook
 from messenger.signature import SIGNATURE_HEADER, check_signature
 from messenger.storable import may_hold_unstorable, storable
@@ -114,6 +114,7 @@ class WebhookV2View(APIView):
             logger.warning("messenger.webhook.invalid-payload", extra={"problem": str(exc)})
             return _error(400, str(exc))
 
+        echoes.echoes_record(events=events)
         kept = inbox.inbox_keep_events(events=events, started=started)
         _queued, pending = inbox.inbox_enqueue(rows=kept.kept)
         logger.info(

@@ -101,3 +101,33 @@ def test_history_read_through_push_during_fill_discards_stale_fill(redis_conn):
     assert [item["text"] for item in returned] == ["message 0", "message 1"]
     assert _cached_texts(redis_conn, conversation.pk) is None  # not the stale two-item list
     assert [item.text for item in history_recent(conversation=conversation)][-1] == "newer"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_history_push_drops_the_stale_list(redis_conn, monkeypatch):
+    """A push that fails (Redis timed out) must not leave a list without the message for the rest of
+    the conversation: the list is dropped and the next read fills from the database, message included."""
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    from conversations import cache
+
+    loaded = context_load(page_id=PAGE_ID, psid="psid-push", text="hello", fb_message_id="m.1", now=at(0))
+    assert _cached_texts(redis_conn, loaded.conversation.pk) == ["hello"]
+    real = cache.get_redis_connection
+
+    class PushFails:
+        def __init__(self, client):
+            self.client = client
+
+        def transaction(self, *args, **kwargs):
+            raise RedisTimeout("Timeout reading from socket")
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+    monkeypatch.setattr(cache, "get_redis_connection", lambda alias: PushFails(real(alias)))
+    message_append(conversation=loaded.conversation, direction="out", text="hi!", created_at=at(1))
+    monkeypatch.setattr(cache, "get_redis_connection", real)
+
+    assert redis_conn.get(history_key(conversation_id=loaded.conversation.pk)) is None
+    assert [item.text for item in history_recent(conversation=loaded.conversation)] == ["hello", "hi!"]

@@ -81,3 +81,60 @@ def test_clear_forgets_bodies_and_counters(fake):
     _send(fake, MESSAGE)
     fake.clear()
     assert fake.received() == [] and fake.counters.ok == 0
+
+
+def test_late_mode_delivers_then_answers_after_the_timeout(fake):
+    """'late': the message is recorded as delivered, but the answer comes after the client gave up."""
+    fake.set_mode("late")
+    fake.hang_s = 1.0
+    with pytest.raises(requests.ReadTimeout):
+        _send(fake, MESSAGE, timeout=0.3)
+    assert fake.replies() == ["hi"] and fake.counters.late == 1
+
+
+def test_refused_psid_gets_the_envelope_for_its_budget_then_goes_through(fake):
+    """A recipient refused for its next two messages: two 400s with the envelope, then a 200."""
+    envelope = {"error": {"code": 9999, "message": "never"}}
+    fake.refuse_psids["42"] = envelope
+    fake.refuse_left["42"] = 2
+    answers = [_send(fake, MESSAGE) for _ in range(3)]
+    assert [a.status_code for a in answers] == [400, 400, 200]
+    assert answers[0].json() == envelope and fake.replies() == ["hi"]
+
+
+def test_echoes_are_posted_signed_to_the_webhook_with_the_metadata(fake):
+    """With echo_to(url, secret), an accepted message comes back as a signed echo carrying its metadata."""
+    import hashlib
+    import hmac
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            return
+
+        def do_POST(self):
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((raw, self.headers["X-Hub-Signature-256"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        fake.echo_to(f"http://127.0.0.1:{hook.server_address[1]}/hook", "s3cret", delay_s=0.05)
+        answer = _send(fake, {**MESSAGE, "message": {"text": "hi", "metadata": "cb1.tok"}}).json()
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        hook.shutdown()
+    raw, signature = got[0]
+    assert signature == "sha256=" + hmac.new(b"s3cret", raw, hashlib.sha256).hexdigest()
+    message = json.loads(raw)["entry"][0]["messaging"][0]["message"]
+    assert message["is_echo"] is True and message["metadata"] == "cb1.tok"
+    assert message["mid"] == answer["message_id"]

@@ -26,9 +26,22 @@ def load_fixture_graph(name: str) -> dict:
 
 
 def sent_messages(mock) -> list[dict]:
-    """The bodies of Send API calls that carried a message (sender actions left out), in order."""
+    """The bodies of Send API calls that carried a message (sender actions left out), in order.
+
+    Each part's token (``message.metadata``, for its echo) is left out: the tests compare replies;
+    :func:`sent_tokens` gives the tokens.
+    """
     bodies = [json.loads(c.request.body) for c in mock.calls if c.request.url.startswith(GRAPH)]
-    return [b for b in bodies if "message" in b]
+    messages = [b for b in bodies if "message" in b]
+    for body in messages:
+        body["message"].pop("metadata", None)
+    return messages
+
+
+def sent_tokens(mock) -> list[str]:
+    """The ``message.metadata`` token of every Send API call that carried a message, in order."""
+    bodies = [json.loads(c.request.body) for c in mock.calls if c.request.url.startswith(GRAPH)]
+    return [b["message"].get("metadata", "") for b in bodies if "message" in b]
 
 
 def run_worker() -> None:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from conversations.models import Conversation
 from messenger import send_api
 from messenger.circuit import get_breaker
-from messenger.delivery import MESSAGING_WINDOW, PARKED_RETRY_MS, parts_send, window_closed
+from messenger.delivery import JITTER_SHARE, MESSAGING_WINDOW, PARKED_RETRY_MS, parts_send, window_closed
 from messenger.jobs import process_inbound
 from messenger.models import InboundMessage, OutboundPart
 from messenger.queues import get_queue
@@ -97,7 +97,7 @@ def _answer(monkeypatch, *results: SendResult) -> list[dict]:
     calls: list[dict] = []
     answers = iter(results)
 
-    def send_message(*, psid, message, log_context, page_id=""):
+    def send_message(*, psid, message, log_context, page_id="", metadata=""):
         calls.append(message)
         return next(answers)
 
@@ -125,7 +125,12 @@ def test_transient_failure_after_retries_parks_and_schedules_the_job(monkeypatch
     before = timezone.now()
     assert parts_send(inbound=inbound, parts=parts) == InboundMessage.Status.DEFERRED
     inbound.refresh_from_db()
-    assert timedelta(milliseconds=PARKED_RETRY_MS) <= inbound.not_before - before < timedelta(seconds=35)
+    # Spread out by up to JITTER_SHARE of the delay, so parked messages don't all come back at once.
+    assert (
+        timedelta(milliseconds=PARKED_RETRY_MS)
+        <= inbound.not_before - before
+        < timedelta(milliseconds=PARKED_RETRY_MS * (1 + JITTER_SHARE) + 1000)
+    )
     assert inbound.status_reason == "send failed after retries: transient"
     assert list(OutboundPart.objects.values_list("status", flat=True)) == ["sent", "pending"]
     assert get_queue("messenger_fast").scheduled_job_registry.get_job_ids() == [inbound.job_id]
@@ -158,3 +163,150 @@ def test_window_closed_after_24_hours():
     outside = InboundMessage(fb_timestamp=int((time.time() - 25 * 3600) * 1000))
     assert not window_closed(inbound=inside)
     assert window_closed(inbound=outside)
+
+
+# --- failures classed by whom they concern (issue 13) -------------------------------------------------
+
+
+def _error(code: int, subcode: int | None = None, status: int = 400) -> tuple[int, dict, str]:
+    import json
+
+    error = {"message": "refused", "type": "OAuthException", "code": code, "fbtrace_id": "t"}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return status, {}, json.dumps({"error": error})
+
+
+def _graph_answering(first_failures: int, failure: tuple[int, dict, str]):
+    """The Send API failing the first ``first_failures`` message sends with ``failure``, then accepting."""
+    import json
+
+    calls = {"messages": 0}
+
+    def answer(request):
+        if "message" in json.loads(request.body):
+            calls["messages"] += 1
+            if calls["messages"] <= first_failures:
+                return failure
+        return 200, {}, json.dumps(load_fixture_graph("send_success"))
+
+    mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+    mock.add_callback(responses.POST, GRAPH, callback=answer)
+    return mock
+
+
+@pytest.fixture
+def no_wait(monkeypatch):
+    """Parked retries come back at once (their delay is not what these tests are about)."""
+    from messenger import delivery
+
+    monkeypatch.setattr(delivery, "jittered_ms", lambda delay_ms: 0)
+
+
+@override_settings(MESSENGER_CIRCUIT_FAILURE_THRESHOLD=1)
+def test_unknown_error_gives_up_and_unblocks_sender(post_webhook, no_wait):
+    """An error code in no table, for one message: 4 sends, then it fails with the reason, the
+    circuit never counts it, and the sender's next message is answered."""
+    from messenger.delivery import MESSAGE_MAX_ATTEMPTS
+
+    now = int(time.time() * 1000)
+    with _graph_answering(MESSAGE_MAX_ATTEMPTS, _error(9999)) as mock:
+        post_webhook(text_body("hello", mid="m_poison", ts=now))
+        post_webhook(text_body("help", mid="m_next", ts=now + 1))
+        run_worker()
+        sends = len(sent_messages(mock))
+    poison, nxt = InboundMessage.objects.get(mid="m_poison"), InboundMessage.objects.get(mid="m_next")
+    assert poison.status == InboundMessage.Status.FAILED
+    assert poison.status_reason == f"gave up after {MESSAGE_MAX_ATTEMPTS} attempts: unknown (code 9999)"
+    assert nxt.status == InboundMessage.Status.ANSWERED
+    assert sends == MESSAGE_MAX_ATTEMPTS + OutboundPart.objects.filter(inbound=nxt).count()
+    assert get_breaker().failure_count() == 0 and get_breaker().state() == "closed"
+
+
+def test_give_up_bound_is_about_a_minute():
+    """The documented bound: the waits between a message's own retries, with their jitter, stay
+    within about a minute."""
+    from messenger.delivery import MESSAGE_GIVE_UP_BOUND_S, MESSAGE_MAX_ATTEMPTS, MESSAGE_RETRY_DELAYS_MS
+
+    assert MESSAGE_MAX_ATTEMPTS == 4 and sum(MESSAGE_RETRY_DELAYS_MS) == 50_000
+    assert MESSAGE_GIVE_UP_BOUND_S == 60
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (_error(2), "message_transient"),  # "temporary", also the answer when the user blocked the page
+        (_error(200), "permission"),
+        (_error(230), "permission"),
+        (_error(100), "invalid_request"),
+    ],
+)
+@override_settings(MESSENGER_CIRCUIT_FAILURE_THRESHOLD=1)
+def test_per_user_errors_never_open_the_circuit(post_webhook, no_wait, failure, kind):
+    """Errors of one recipient or one message don't count toward the page-wide circuit (threshold 1
+    here): the message fails on its own and the circuit stays closed with no failure counted."""
+    with _graph_answering(10, failure):
+        post_webhook(text_body("hello"))
+        run_worker()
+    row = InboundMessage.objects.get()
+    assert row.status == InboundMessage.Status.FAILED and kind in row.status_reason
+    assert get_breaker().failure_count() == 0 and get_breaker().state() == "closed"
+
+
+@override_settings(MESSENGER_CIRCUIT_FAILURE_THRESHOLD=1)
+def test_200_1545041_fails_only_that_recipient_and_never_opens_the_circuit(post_webhook):
+    """200/1545041 is Facebook's "this person isn't available" (its error table: no retry): the message
+    fails at once, the conversation is marked unreachable until the user writes again (as for 551),
+    and the circuit is untouched. Verified, not a bug: the mark is the recipient's own state."""
+    with _graph_answering(10, _error(200, 1545041)) as mock:
+        post_webhook(text_body("hello"))
+        run_worker()
+        sends = len(sent_messages(mock))
+    row = InboundMessage.objects.get()
+    assert sends == 1
+    assert row.status == InboundMessage.Status.FAILED and "recipient_unavailable" in row.status_reason
+    assert Conversation.objects.get().status == Conversation.Status.UNREACHABLE
+    assert get_breaker().failure_count() == 0
+
+
+@override_settings(
+    MESSENGER_CIRCUIT_FAILURE_THRESHOLD=1, MESSENGER_MAX_RETRIES=0, MESSENGER_CIRCUIT_COOLDOWN_MS=60000
+)
+def test_page_wide_outage_holds_the_sender_in_order_and_loses_nothing(post_webhook):
+    """The Send API down for the page: the first message is parked, the next waits behind it (never
+    failed, never answered before it); when the page recovers both are answered, in order."""
+    now = int(time.time() * 1000)
+    with _graph_answering(1, _error(1200, status=500)):
+        post_webhook(text_body("hello", mid="m_1", ts=now))
+        post_webhook(text_body("help", mid="m_2", ts=now + 1))
+        run_worker()
+        assert list(InboundMessage.objects.order_by("fb_timestamp").values_list("status", flat=True)) == [
+            "deferred", "queued",
+        ]
+        get_breaker().reset()
+        InboundMessage.objects.filter(mid="m_1").update(not_before=None)
+        process_inbound(InboundMessage.objects.get(mid="m_1").id)
+    order = list(InboundMessage.objects.order_by("finished_at").values_list("mid", "status"))
+    assert order == [("m_1", "answered"), ("m_2", "answered")]
+
+
+def test_parked_messages_retry_at_spread_out_times(monkeypatch):
+    """Ten messages parked by the same open circuit come back at ten different times within the
+    cooldown plus its jitter, not all at the same instant."""
+    cooldown = 30_000
+    not_befores = []
+    for i in range(10):
+        inbound = InboundMessage.objects.create(
+            mid=f"m_park_{i}", page_id="p", psid=f"u{i}", kind="text", queue_name="messenger_fast",
+            fb_timestamp=int(time.time() * 1000), status=InboundMessage.Status.PROCESSING,
+        )
+        parts = outbound_part_create_many(inbound=inbound, bodies=[{"text": "one"}], intent="x", confidence=None)
+        _answer(monkeypatch, SendResult(ok=False, error_kind=SendErrorKind.CIRCUIT_OPEN, deferred=True,
+                                        retry_after_ms=cooldown))
+        before = timezone.now()
+        assert parts_send(inbound=inbound, parts=parts) == InboundMessage.Status.DEFERRED
+        inbound.refresh_from_db()
+        delay = inbound.not_before - before
+        assert timedelta(milliseconds=cooldown) <= delay <= timedelta(milliseconds=cooldown * (1 + JITTER_SHARE) + 50)
+        not_befores.append(delay)
+    assert len({round(d.total_seconds(), 2) for d in not_befores}) == 10

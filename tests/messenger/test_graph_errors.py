@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from messenger.graph_errors import (
     API_FAILURE_KINDS,
@@ -31,8 +32,12 @@ def test_classify_error_table_covers_every_error_fixture():
 @pytest.mark.parametrize(
     ("status", "body", "exc", "kind"),
     [
-        (None, None, requests.ConnectionError("refused"), SendErrorKind.TRANSIENT),
-        (None, None, requests.ReadTimeout("read timed out"), SendErrorKind.TRANSIENT),
+        # Refused: the connection was never made, so nothing went out.
+        (None, None, requests.ConnectionError(MaxRetryError(None, "/", NewConnectionError(None, "refused"))),
+         SendErrorKind.TRANSIENT),
+        # Reset or timed out once the request was written: it may have been delivered.
+        (None, None, requests.ConnectionError("Connection aborted: reset by peer"), SendErrorKind.IN_DOUBT),
+        (None, None, requests.ReadTimeout("read timed out"), SendErrorKind.IN_DOUBT),
         (None, None, requests.ConnectTimeout("connect timed out"), SendErrorKind.TRANSIENT),
         (None, None, requests.exceptions.InvalidURL("bad url"), SendErrorKind.UNKNOWN),
         (502, None, None, SendErrorKind.TRANSIENT),
@@ -49,8 +54,8 @@ def test_classify_error_table_covers_every_error_fixture():
             None,
             SendErrorKind.INVALID_REQUEST,
         ),
-        (400, {"error": {"code": 10, "message": "Application does not have permission"}}, None, "auth"),
-        (400, {"error": {"code": 230, "message": "Requires pages_messaging permission"}}, None, "auth"),
+        (400, {"error": {"code": 10, "message": "Application does not have permission"}}, None, "permission"),
+        (400, {"error": {"code": 230, "message": "Requires pages_messaging permission"}}, None, "permission"),
         (401, None, None, SendErrorKind.AUTH),
         (400, {"error": {"code": 9999, "is_transient": True}}, None, SendErrorKind.TRANSIENT),
         (400, {"error": {"code": 9999}}, None, SendErrorKind.UNKNOWN),
@@ -75,9 +80,13 @@ def test_classify_error_accepts_codes_sent_as_strings():
 
 
 def test_kind_sets_say_what_the_send_api_does_with_each_kind():
-    """Only transient and rate-limited failures are retried; auth failures feed the circuit too."""
+    """Only transient and rate-limited failures are retried; only page-wide failures feed the circuit."""
     assert set(RETRYABLE_KINDS) == {SendErrorKind.TRANSIENT, SendErrorKind.RATE_LIMITED}
-    assert set(API_FAILURE_KINDS) == RETRYABLE_KINDS | {SendErrorKind.AUTH}
+    assert set(API_FAILURE_KINDS) == RETRYABLE_KINDS | {
+        SendErrorKind.AUTH,
+        SendErrorKind.PAGE_BLOCKED,
+        SendErrorKind.IN_DOUBT,
+    }
     assert set(PERMANENT_FOR_RECIPIENT_KINDS) == {
         SendErrorKind.RECIPIENT_UNAVAILABLE,
         SendErrorKind.OUTSIDE_WINDOW,

@@ -99,3 +99,71 @@ def test_requeue_leaves_messages_behind_a_parked_one_to_its_job(post_webhook):
     assert result.skipped_alive == 2
     behind.refresh_from_db()
     assert behind.status == InboundMessage.Status.QUEUED
+
+
+def _open_row(mid: str, *, psid: str, status: str, **fields) -> InboundMessage:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return InboundMessage.objects.create(
+        mid=mid, page_id="p", psid=psid, kind="text", fb_timestamp=1, status=status,
+        received_at=timezone.now() - timedelta(minutes=1), queue_name="messenger_fast", **fields,
+    )
+
+
+def test_sweep_looks_past_the_first_limit_rows(post_webhook):
+    """More open rows with live jobs than one query's limit: the stranded row behind them is still found."""
+    from datetime import timedelta
+
+    from messenger.inbox import _enqueue_one
+
+    alive = [_open_row(f"m_alive_{i}", psid=f"u{i}", status=InboundMessage.Status.QUEUED) for i in range(3)]
+    for row in alive:
+        _enqueue_one(row)
+    stranded = _open_row("m_stranded", psid="u9", status=InboundMessage.Status.PENDING)
+
+    result = inbox_requeue(min_age=timedelta(0), limit=2)
+
+    assert result.requeued == [stranded.id]
+    assert result.skipped_alive == 3
+
+
+def test_deferred_message_whose_scheduled_job_never_ran_is_requeued(post_webhook):
+    """Parked until a time long past, its job still waiting on rq's schedule (no scheduler alive):
+    the sweep queues it now instead of leaving it stuck."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messenger.inbox import inbox_schedule_retry
+
+    row = _open_row(
+        "m_overdue", psid="u", status=InboundMessage.Status.DEFERRED, not_before=timezone.now() - timedelta(minutes=2)
+    )
+    inbox_schedule_retry(inbound=row, delay_ms=-120_000)  # scheduled in the past: no scheduler ran it
+    queue = get_queue("messenger_fast")
+    assert queue.scheduled_job_registry.get_job_ids() == [row.job_id]
+
+    result = inbox_requeue(min_age=timedelta(seconds=10))
+
+    row.refresh_from_db()
+    assert result.requeued == [row.id]
+    assert row.status == InboundMessage.Status.QUEUED
+    assert queue.get_job_ids() == [row.job_id]
+
+
+def test_deferred_message_due_just_now_keeps_its_scheduled_job(post_webhook):
+    """A scheduled job whose time has only just come is left to the scheduler (no double run)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messenger.inbox import inbox_schedule_retry
+
+    row = _open_row(
+        "m_due", psid="u", status=InboundMessage.Status.DEFERRED, not_before=timezone.now() - timedelta(seconds=1)
+    )
+    inbox_schedule_retry(inbound=row, delay_ms=-1000)
+    result = inbox_requeue(min_age=timedelta(seconds=10))
+    assert result.requeued == [] and result.skipped_alive == 1

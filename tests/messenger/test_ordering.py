@@ -118,3 +118,37 @@ def test_lock_and_inflight_keys_keep_their_names():
     finally:
         lock.release()
     assert keys == ["messenger:inflight:11", f"messenger:sender-lock:{PAGE}:{PSID}"]
+
+
+def test_lease_lost_locally_once_renewals_are_older_than_the_lease(lease, monkeypatch):
+    """Redis unreachable, or the process paused past its lease: no renewal succeeded for longer than
+    the lease, so the holder can't prove it holds the lock, whatever Redis will say later."""
+    from messenger import ordering
+
+    lock = SenderLock(page_id=PAGE, psid=PSID)
+    assert lock.acquire()
+    try:
+        assert lock.held()
+        lock._stop.set()  # no more renewals, as when every renewal fails
+        lock._thread.join()
+        later = time.monotonic() + lease + 0.01
+        monkeypatch.setattr(ordering, "_monotonic", lambda: later)
+        assert not lock.held() and lock.lost
+    finally:
+        lock.release()
+
+
+def test_lease_lost_when_redis_restarted_empty(lease):
+    """The lock key vanished (Redis restarted without its data): the next renewal finds no key and the
+    holder counts the lock as lost rather than carrying on."""
+    lock = SenderLock(page_id=PAGE, psid=PSID)
+    assert lock.acquire()
+    try:
+        channel_redis().delete(lock.key)
+        deadline = time.monotonic() + 3
+        while lock.held() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not lock.held()
+        assert not sender_lock_held(page_id=PAGE, psid=PSID)  # never recreated by the old holder
+    finally:
+        lock.release()

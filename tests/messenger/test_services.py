@@ -13,6 +13,7 @@ from messenger.services import (
     inbound_finish,
     inbound_park,
     inbound_start,
+    outbound_part_begin_send,
     outbound_part_create_many,
     outbound_part_mark_failed,
     outbound_part_mark_sent,
@@ -97,3 +98,36 @@ def test_outbound_part_record_error_then_mark_failed(inbound):
     outbound_part_mark_failed(part=part)
     part.refresh_from_db()
     assert part.status == OutboundPart.Status.FAILED
+
+
+def test_claim_succeeds_for_one_worker_only(inbound):
+    """Two workers that read the same row: the first claim bumps the fence, the second is refused."""
+    first = InboundMessage.objects.get(id=inbound.id)
+    second = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=first, worker_name="w1")
+    assert not inbound_start(inbound=second, worker_name="w2")
+    inbound.refresh_from_db()
+    assert (inbound.fence, inbound.worker_name, inbound.attempts) == (first.fence, "w1", 1)
+
+
+def test_part_send_is_fenced_off_for_a_worker_whose_claim_was_overtaken(inbound):
+    """A worker whose message was claimed again since (it lost its lease) can't start sending a part;
+    the new holder can, once; nobody can send a part already sending."""
+    old = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=old, worker_name="old")
+    [part] = outbound_part_create_many(inbound=old, bodies=[{"text": "one"}], intent="x", confidence=None)
+    new = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=new, worker_name="new")
+
+    assert not outbound_part_begin_send(part=OutboundPart.objects.get(id=part.id), fence=old.fence)
+    assert outbound_part_begin_send(part=OutboundPart.objects.get(id=part.id), fence=new.fence)
+    assert not outbound_part_begin_send(part=OutboundPart.objects.get(id=part.id), fence=new.fence)
+    part.refresh_from_db()
+    assert (part.status, part.attempts) == (OutboundPart.Status.SENDING, 1)
+    assert part.send_started_at is not None and part.token.startswith("cb1.")
+
+
+def test_claim_of_a_final_row_is_refused(inbound):
+    """A message answered meanwhile is never claimed again."""
+    InboundMessage.objects.filter(id=inbound.id).update(status=Status.ANSWERED)
+    assert not inbound_start(inbound=inbound, worker_name="w")
