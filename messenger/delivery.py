@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -43,6 +43,7 @@ from messenger.services import (
     outbound_part_mark_sent,
     outbound_part_record_error,
 )
+from messenger.window import Author, Refused, send_policy
 from observability import signals
 
 # One log name for every step of a message's life (see messenger.pipeline).
@@ -57,9 +58,10 @@ _PARK_KINDS = (SendErrorKind.TRANSIENT, SendErrorKind.RATE_LIMITED, SendErrorKin
 
 
 def window_closed(*, inbound: InboundMessage) -> bool:
-    """Whether a reply now would fall outside Facebook's 24-hour window from the user's message."""
-    sent_at = inbound.fb_timestamp / 1000
-    return time.time() - sent_at > MESSAGING_WINDOW.total_seconds()
+    """Whether a bot reply now would fall outside Facebook's window (``messenger.window``'s rule)."""
+    sent_at = datetime.fromtimestamp(inbound.fb_timestamp / 1000, tz=UTC)
+    policy = send_policy(last_user_message_at=sent_at, now=timezone.now(), author=Author.BOT)
+    return isinstance(policy, Refused)
 
 
 def parts_send(*, inbound: InboundMessage, parts: list[OutboundPart]) -> str:

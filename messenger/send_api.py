@@ -73,6 +73,7 @@ from messenger.graph_errors import (
     classify_error,
 )
 from messenger.usage import GraphUsage, usage_cooldown_ms, usage_record
+from messenger.window import tag_problem
 from observability.hashing import hash_psid
 from observability.logging import safe_extra
 
@@ -373,15 +374,25 @@ def send_message(
     messaging_type: str = "RESPONSE",
     log_context: dict | None = None,
     page_id: str = "",
+    tag: str | None = None,
+    author: str = "bot",
 ) -> SendResult:
     """Send one message (a Send API ``message`` object) to ``psid``, with retries and the circuit.
 
     Never raises for an API or network failure; see the module docstring for the result contract.
     ``log_context`` should carry ``mid`` and ``psid_hash`` (computed from ``psid`` when absent);
     ``page_id``, when known, puts the send behind the page's token gate (module docstring).
+    ``messaging_type`` and ``tag`` come from ``messenger.window.send_policy``; any tag but
+    ``HUMAN_AGENT`` on a staff message (``author="staff"``) is refused here, without a call.
     """
-    body = {"recipient": {"id": psid}, "messaging_type": messaging_type, "message": message}
     context = _log_context(psid=psid, log_context=log_context)
+    problem = tag_problem(messaging_type=messaging_type, tag=tag, author=author)
+    if problem:
+        logger.error("messenger.send.tag-refused", extra={**context, "problem": problem})
+        return SendResult(ok=False, error_kind=SendErrorKind.INVALID_REQUEST)
+    body = {"recipient": {"id": psid}, "messaging_type": messaging_type, "message": message}
+    if tag:
+        body["tag"] = tag
     max_attempts = 1 + max(0, int(settings.MESSENGER_MAX_RETRIES))
     return _deliver(body=body, context=context, max_attempts=max_attempts, is_message=True, page_id=page_id)
 
