@@ -142,7 +142,9 @@ def test_conversation_transcript_renders_in_order_and_escaped(admin_client):
     assert "<script>alert(1)</script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert body.index("alert(1)") < body.index("second line") < body.index("https://cdn.example/p.jpg")
-    assert 'name="_save"' not in body  # read-only: nothing to save
+    # Read-only but for the staff reply: saving the page only sends that (docs/people.md).
+    assert 'name="staff_reply"' in body
+    assert 'name="status"' not in body and 'name="psid"' not in body
 
 
 def test_conversation_transcript_shows_offered_and_tapped_readably(admin_client):
