@@ -186,6 +186,12 @@ MESSENGER_RECOVERY_INTERVAL_SECONDS = env.int("MESSENGER_RECOVERY_INTERVAL_SECON
 # A worker's hold on a sender (and on its message in flight) lapses this long after its last heartbeat.
 MESSENGER_LEASE_SECONDS = env.int("MESSENGER_LEASE_SECONDS", default=10)
 
+# People in the loop (docs/people.md): after a person replies from elsewhere (the Page Inbox, another
+# app), the bot stays silent in that conversation this long; a user asking for a person gets thread
+# control passed to this app (the Page Inbox is 263902037430900), or, unset, waits for staff.
+MESSENGER_HUMAN_PAUSE_MINUTES = env.int("MESSENGER_HUMAN_PAUSE_MINUTES", default=30)
+MESSENGER_HANDOVER_APP_ID = env.str("MESSENGER_HANDOVER_APP_ID", default="")
+
 # Retention (docs/operations-commands.md): days a finished inbound row (its raw body and reply parts)
 # and an observability event are kept; 0 keeps them for ever. Transcripts have their own, longer one.
 MESSENGER_RETENTION_DAYS = env.int("MESSENGER_RETENTION_DAYS", default=90)

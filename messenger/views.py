@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from messenger import inbox
 from messenger.parsing import PayloadError, UnsupportedObject, parse_webhook
+from messenger.people import people_events_handle
 from messenger.signature import SIGNATURE_HEADER, check_signature
 from observability.metrics import webhook_answer_count
 
@@ -104,6 +105,7 @@ class WebhookV2View(APIView):
             return _error(400, str(exc))
 
         kept = inbox.inbox_keep_events(events=events, started=started)
+        people_events_handle(events=events)  # echoes from people, standby, handovers (messenger.people)
         _queued, pending = inbox.inbox_enqueue(rows=kept.kept)
         logger.info(
             "messenger.webhook.received",
