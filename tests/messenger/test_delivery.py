@@ -158,3 +158,13 @@ def test_window_closed_after_24_hours():
     outside = InboundMessage(fb_timestamp=int((time.time() - 25 * 3600) * 1000))
     assert not window_closed(inbound=inside)
     assert window_closed(inbound=outside)
+
+
+def test_bot_reply_is_never_tagged(post_webhook, graph):
+    """Every bot part goes as an untagged RESPONSE, even near the end of the window (23 h)."""
+    post_webhook(text_body("hello", mid="m_fresh"))
+    post_webhook(text_body("help", mid="m_old", psid="29089347883997073", ts=int((time.time() - 23 * 3600) * 1000)))
+    run_worker()
+    bodies = sent_messages(graph)
+    assert len(bodies) == 2
+    assert [(b["messaging_type"], "tag" in b) for b in bodies] == [("RESPONSE", False), ("RESPONSE", False)]
