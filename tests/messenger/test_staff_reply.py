@@ -167,3 +167,13 @@ def test_staff_reply_permanent_error_fails_with_the_reason(admin_client, django_
     assert reply.status == StaffReply.Status.FAILED
     assert reply.status_reason.startswith("recipient_unavailable")
     assert Message.objects.count() == 0
+
+
+def test_staff_reply_admin_lists_replies_read_only(admin_client, graph):
+    """Staff see each reply's status in the admin, and can't add one there."""
+    conversation = user_wrote(hours_ago=1)
+    StaffReply.objects.create(conversation=conversation, page_id=PAGE_ID, psid=PSID, text="hi", author="ana")
+    listing = admin_client.get(reverse("admin:messenger_staffreply_changelist"))
+    add = admin_client.get(reverse("admin:messenger_staffreply_add"))
+    assert listing.status_code == 200 and "ana" in listing.content.decode()
+    assert add.status_code == 403
