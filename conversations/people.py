@@ -9,6 +9,10 @@ The states (docs/people.md), all on :class:`~conversations.models.Conversation`:
 - ``handed_over`` status with ``thread_owner_app_id``: thread control is with another app
   (Conversation Routing) or with staff here; the bot stores what arrives and does not answer.
 
+Changes of who holds the thread go in the transcript as notes (:func:`conversation_note_add`): not
+the engine's history (no cache push, skipped by ``history_items_from_db``) and not activity (the TTL
+still counts from the last real message).
+
 Each write is one conditional UPDATE, so a worker and the webhook racing on one row can't undo each
 other's change. :func:`conversation_bot_silenced` is the one question the pipeline asks.
 """
@@ -22,7 +26,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from conversations.models import Conversation
+from conversations.models import Conversation, Message
 from observability.hashing import hash_psid
 
 logger = logging.getLogger("conversations.people")
@@ -101,3 +105,12 @@ def conversation_bot_silenced(*, conversation: Conversation, now: datetime | Non
     if conversation.bot_paused_until and conversation.bot_paused_until > now:
         return "a person answered from elsewhere; the bot is paused"
     return ""
+
+
+def conversation_note_add(*, conversation: Conversation, text: str, author: str = "") -> Message:
+    """A line in the transcript about the conversation itself (thread passed, given back)."""
+    note = Message.objects.create(
+        conversation=conversation, direction=Message.Direction.OUT, text=text, role=Message.Role.NOTE, author=author
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(message_count=F("message_count") + 1)
+    return note

@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
-from conversations.people import conversation_thread_passed, conversation_thread_returned
+from conversations.people import conversation_note_add, conversation_thread_passed, conversation_thread_returned
 from conversations.services import conversation_get_or_start, message_append
 from conversations.staff_handlers import StaffOutcome
 from engine.types import Reply
@@ -78,8 +78,7 @@ def _app_id_value(app_id: str) -> int | str:
 
 
 def _note(conversation: Conversation, text: str, author: str = "") -> None:
-    message_append(conversation=conversation, direction=Message.Direction.OUT, text=text,
-                   role=Message.Role.NOTE, author=author)
+    conversation_note_add(conversation=conversation, text=text, author=author)
 
 
 # --- the user asks for a person ---------------------------------------------------------------------

@@ -9,10 +9,13 @@ from conversations.people import (
     conversation_bot_silenced,
     conversation_clear_waiting,
     conversation_mark_waiting,
+    conversation_note_add,
     conversation_pause_bot,
     conversation_thread_passed,
     conversation_thread_returned,
 )
+from conversations.selectors import history_items_from_db
+from conversations.services import message_append
 from tests.conversations.helpers import at, conversation_make
 
 pytestmark = pytest.mark.django_db
@@ -62,3 +65,15 @@ def test_thread_passed_leaves_an_expired_conversation_closed():
     conversation = conversation_make(psid="p1", status=Conversation.Status.EXPIRED)
     conversation_thread_passed(conversation=conversation, app_id="1")
     assert conversation.status == Conversation.Status.EXPIRED
+
+
+def test_note_is_in_the_transcript_but_not_the_history_or_activity():
+    """A thread-control note is counted and shown, never given to the engine, and keeps the TTL clock."""
+    conversation = conversation_make(psid="p1", last=at(0))
+    message_append(conversation=conversation, direction="in", text="hi", created_at=at(0))
+    note = conversation_note_add(conversation=conversation, text="Given back to the bot.", author="ana")
+
+    assert (note.role, note.author) == ("note", "ana")
+    assert [item["text"] for item in history_items_from_db(conversation_id=conversation.pk, limit=10)] == ["hi"]
+    conversation.refresh_from_db()
+    assert (conversation.message_count, conversation.last_activity_at) == (2, at(0))
