@@ -157,13 +157,15 @@ def standby_record(*, event: MessagingEvent) -> None:
         return
     mid = str(message.get("mid") or "")
     text = message.get("text") if isinstance(message.get("text"), str) else ""
+    attachments = message.get("attachments") if isinstance(message.get("attachments"), list) else []
+    kind = InboundMessage.Kind.ATTACHMENTS if attachments else InboundMessage.Kind.TEXT
     sent_at = datetime.fromtimestamp(event.timestamp / 1000, tz=UTC)
     if mid:
         try:
             with transaction.atomic():
                 InboundMessage.objects.create(
-                    mid=mid, page_id=event.page_id, psid=event.sender_id, kind=InboundMessage.Kind.TEXT,
-                    text=text, raw=dict(event.raw), fb_timestamp=event.timestamp,
+                    mid=mid, page_id=event.page_id, psid=event.sender_id, kind=kind,
+                    text=text, attachments=attachments, raw=dict(event.raw), fb_timestamp=event.timestamp,
                     status=InboundMessage.Status.HANDED_OVER, status_reason="standby: another app has the thread",
                     finished_at=timezone.now(),
                 )
@@ -173,6 +175,6 @@ def standby_record(*, event: MessagingEvent) -> None:
     if conversation.status != Conversation.Status.HANDED_OVER:
         conversation_thread_passed(conversation=conversation, app_id=UNKNOWN_APP)
     message_append(conversation=conversation, direction=Message.Direction.IN, text=text,
-                   fb_message_id=mid or None, created_at=sent_at)
+                   attachments=attachments or None, fb_message_id=mid or None, created_at=sent_at)
     InboundMessage.objects.filter(mid=mid).update(conversation=conversation)
     logger.info("messenger.handover.standby", extra={"mid": mid, "psid_hash": hash_psid(event.sender_id)})

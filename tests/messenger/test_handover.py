@@ -168,3 +168,16 @@ def test_give_back_from_admin_takes_thread_control(admin_client, thread_api):
     conversation.refresh_from_db()
     assert (conversation.status, conversation.thread_owner_app_id, conversation.waiting_since) == ("active", "", None)
     assert conversation.messages.get().author == "admin"
+
+
+def test_standby_attachment_is_kept_with_its_attachments(post_webhook, thread_api):
+    """A picture sent while another app owns the thread is kept as an attachments row, unanswered."""
+    body = fresh("standby")
+    message = body["entry"][0]["standby"][0]["message"]
+    message.pop("text")
+    message["attachments"] = [{"type": "image", "payload": {"url": "https://cdn.example/p.jpg"}}]
+    post_webhook(body)
+    row = InboundMessage.objects.get()
+    assert (row.kind, row.status, row.attachments) == ("attachments", "handed_over", message["attachments"])
+    assert Message.objects.get().attachments == message["attachments"]
+    assert sent_messages(thread_api) == []
