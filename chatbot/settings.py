@@ -192,6 +192,12 @@ MESSENGER_LEASE_SECONDS = env.int("MESSENGER_LEASE_SECONDS", default=10)
 # its echo (the page's message_echoes subscription) has not arrived this long after the send started.
 MESSENGER_ECHO_WAIT_MS = env.int("MESSENGER_ECHO_WAIT_MS", default=15000)
 
+# People in the loop (docs/people.md): after a person replies from elsewhere (the Page Inbox, another
+# app), the bot stays silent in that conversation this long; a user asking for a person gets thread
+# control passed to this app (the Page Inbox is 263902037430900), or, unset, waits for staff.
+MESSENGER_HUMAN_PAUSE_MINUTES = env.int("MESSENGER_HUMAN_PAUSE_MINUTES", default=30)
+MESSENGER_HANDOVER_APP_ID = env.str("MESSENGER_HANDOVER_APP_ID", default="")
+
 # Retention (docs/operations-commands.md): days a finished inbound row (its raw body and reply parts)
 # and an observability event are kept; 0 keeps them for ever. Transcripts have their own, longer one.
 MESSENGER_RETENTION_DAYS = env.int("MESSENGER_RETENTION_DAYS", default=90)

@@ -1,4 +1,8 @@
-"""Staff review of conversations: list, read-only transcript, hand over to a human and give back.
+"""Staff review of conversations: list, read-only transcript, staff reply, hand over and give back.
+
+The change page's one editable field is ``staff_reply``: saving it with text hands the text to the
+channel (``conversations.staff_handlers``), which queues it or refuses it and says why (the window
+rules, docs/people.md). The list shows who is waiting for a person.
 
 Everything user-supplied (text, titles, payloads, URLs) is escaped through ``format_html``; URLs are
 shown as text, never as links, so a crafted ``javascript:`` URL can't run in a staff browser.
@@ -9,9 +13,10 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
@@ -21,6 +26,9 @@ from conversations.services import (
     conversation_give_back,
     conversation_hand_over,
 )
+from conversations.staff_handlers import staff_give_back, staff_reply_submit
+
+STAFF_REPLY_MAX_CHARS = 2000  # one Messenger text message
 
 # The transcript shows at most this many messages (the latest), so one page never grows unbounded.
 TRANSCRIPT_LIMIT = 500
@@ -154,7 +162,7 @@ def render_transcript(messages_: list[Message], *, total: int) -> SafeString:
         (
             (
                 m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                "User" if m.direction == Message.Direction.IN else "Bot",
+                m.role_label,
                 m.text,
                 render_structured(m.structured),
                 render_attachments(m.attachments),
@@ -178,10 +186,45 @@ def render_transcript(messages_: list[Message], *, total: int) -> SafeString:
     )
 
 
+class ConversationStaffForm(forms.ModelForm):
+    """The change page's form: every model field is read-only; ``staff_reply`` is the one input."""
+
+    staff_reply = forms.CharField(
+        label="Reply as staff",
+        required=False,
+        max_length=STAFF_REPLY_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="Sent to the user as your message when you save: within 24 hours of their last "
+        "message as a normal reply, up to 7 days with the HUMAN_AGENT tag, never later.",
+    )
+
+    class Meta:
+        model = Conversation
+        fields: list[str] = []
+
+
+class WaitingFilter(admin.SimpleListFilter):
+    """Conversations waiting for a person (``waiting_since`` set), oldest wait first in the docs."""
+
+    title = "waiting for a person"
+    parameter_name = "waiting"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Waiting"), ("no", "Not waiting"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(waiting_since__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(waiting_since__isnull=True)
+        return queryset
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("psid", "page_id", "status", "started_at", "last_activity_at", "message_count")
-    list_filter = ("status", "last_activity_at", "started_at")
+    form = ConversationStaffForm
+    list_display = ("psid", "page_id", "status", "waiting_since", "started_at", "last_activity_at", "message_count")
+    list_filter = (WaitingFilter, "status", "last_activity_at", "started_at")
     search_fields = ("psid", "device_id")
     search_help_text = "Exact PSID or device id."
     ordering = ("-last_activity_at", "-id")
@@ -195,12 +238,17 @@ class ConversationAdmin(admin.ModelAdmin):
         "started_at",
         "last_activity_at",
         "message_count",
+        "waiting_since",
+        "bot_paused_until",
+        "thread_owner_app_id",
         "transcript",
     )
     fieldsets = (
         (None, {"fields": (("psid", "page_id"), "device_id", "status")}),
+        ("People", {"fields": ("waiting_since", "bot_paused_until", "thread_owner_app_id")}),
         ("Activity", {"fields": (("started_at", "last_activity_at"), "message_count")}),
         ("Transcript", {"fields": ("transcript",)}),
+        ("Staff reply", {"fields": ("staff_reply",)}),
     )
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
@@ -214,9 +262,24 @@ class ConversationAdmin(admin.ModelAdmin):
         return False  # conversations start when users write, never by hand
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        # Everything is read-only: no save buttons, only the actions (from the list) change status.
-        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        # Saving only sends the staff reply; status changes are the list's actions.
+        extra_context = {**(extra_context or {}), "show_save_and_add_another": False}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Conversation, form, change: bool) -> None:
+        """Send the staff reply, never ``obj.save()``: the row's fields are the pipeline's to write."""
+        text = form.cleaned_data.get("staff_reply", "").strip()
+        request._staff_outcome = (
+            staff_reply_submit(conversation=obj, text=text, author=request.user.get_username()) if text else None
+        )
+
+    def response_change(self, request: HttpRequest, obj: Conversation):
+        outcome = getattr(request, "_staff_outcome", None)
+        if outcome is None:
+            self.message_user(request, "Nothing sent: the staff reply was empty.", messages.WARNING)
+        else:
+            self.message_user(request, outcome.message, messages.SUCCESS if outcome.ok else messages.ERROR)
+        return HttpResponseRedirect(request.path)
 
     @admin.display(description="Transcript")
     def transcript(self, obj: Conversation) -> SafeString:
@@ -230,7 +293,19 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Give back to the bot", permissions=["change"])
     def give_back(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, conversation_give_back, "given back to the bot")
+        """Through the channel when installed (it also takes thread control back from another app)."""
+        author = request.user.get_username()
+
+        def back(*, conversation: Conversation) -> Conversation:
+            outcome = staff_give_back(conversation=conversation, author=author)
+            if outcome is None:
+                return conversation_give_back(conversation=conversation)
+            if not outcome.ok:
+                self.message_user(request, outcome.message, messages.WARNING)
+            conversation.refresh_from_db(fields=["status"])
+            return conversation
+
+        self._apply(request, queryset, back, "given back to the bot")
 
     def _apply(self, request: HttpRequest, queryset: QuerySet, service, done: str) -> None:
         changed = closed = 0

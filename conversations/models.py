@@ -29,6 +29,13 @@ class Conversation(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(default=timezone.now)
     message_count = models.PositiveIntegerField(default=0)
+    # People in the loop (docs/people.md). Set while a person is expected to answer: a message came
+    # too late for the bot, or the user asked for a person. Cleared by a staff reply or the give-back.
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    # A person answered from elsewhere (the Page Inbox, another app): the bot is silent until then.
+    bot_paused_until = models.DateTimeField(null=True, blank=True)
+    # The app that holds the thread (Conversation Routing) when it is not us; empty when we do.
+    thread_owner_app_id = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -42,6 +49,12 @@ class Conversation(models.Model):
             models.Index(fields=["psid", "page_id", "status"], name="conversation_sender_idx"),
             models.Index(fields=["-last_activity_at"], name="conversation_activity_idx"),
             models.Index(fields=["status", "-last_activity_at"], name="conversation_status_idx"),
+            # The admin's "waiting for a person" filter reads the few waiting rows only.
+            models.Index(
+                fields=["waiting_since"],
+                condition=Q(waiting_since__isnull=False),
+                name="conversation_waiting_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -49,11 +62,18 @@ class Conversation(models.Model):
 
 
 class Message(models.Model):
-    """One message in a conversation, inbound from the user or outbound from the bot."""
+    """One message in a conversation, inbound from the user or outbound from the bot or a person."""
 
     class Direction(models.TextChoices):
         IN = "in", "Inbound"
         OUT = "out", "Outbound"
+
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        BOT = "bot", "Bot"
+        STAFF = "staff", "Staff (admin)"
+        PERSON = "person", "A person elsewhere (Page Inbox, another app)"
+        NOTE = "note", "Note (thread control)"
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -65,6 +85,10 @@ class Message(models.Model):
     structured = models.JSONField(default=dict, blank=True)
     fb_message_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     intent = models.CharField(max_length=64, blank=True, default="")
+    # Who wrote it; empty on rows stored before roles existed (then the direction says user or bot).
+    role = models.CharField(max_length=8, choices=Role.choices, blank=True, default="")
+    # The staff member's username, or the app id an outbound message came from.
+    author = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -74,3 +98,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()} message {self.pk}"
+
+    @property
+    def role_label(self) -> str:
+        """Who wrote it, for the transcript: ``User``, ``Bot``, ``Staff (alice)``, ``Person (app 1)``..."""
+        role = self.role or (self.Role.USER if self.direction == self.Direction.IN else self.Role.BOT)
+        label = {"staff": "Staff", "person": "Person", "note": "Note"}.get(role, self.Role(role).label)
+        return f"{label} ({self.author})" if self.author else label

@@ -55,7 +55,8 @@ def history_items_from_db(*, conversation_id: int, limit: int, before_id: int | 
     """
     if limit <= 0:
         return []
-    qs = Message.objects.filter(conversation_id=conversation_id)
+    # Notes on thread control (conversations.people) are for staff, not the engine's history.
+    qs = Message.objects.filter(conversation_id=conversation_id).exclude(role=Message.Role.NOTE)
     if before_id is not None:
         qs = qs.filter(id__lt=before_id)
     rows = qs.order_by("-created_at", "-id").values(*_HISTORY_FIELDS)[:limit]

@@ -173,6 +173,8 @@ def _message_append(
     fb_message_id: str | None,
     intent: str,
     created_at: datetime | None,
+    role: str = "",
+    author: str = "",
 ) -> tuple[Message, bool]:
     """:func:`message_append`, also saying whether the row is new (``False``: ``fb_message_id`` existed)."""
     if direction not in Message.Direction.values:
@@ -189,6 +191,8 @@ def _message_append(
                 structured=structured or {},
                 fb_message_id=fb_message_id,
                 intent=intent,
+                role=role or (Message.Role.USER if direction == Message.Direction.IN else Message.Role.BOT),
+                author=author,
                 created_at=created_at,
             )
             Conversation.objects.filter(pk=conversation.pk).update(
@@ -228,13 +232,16 @@ def message_append(
     fb_message_id: str | None = None,
     intent: str = "",
     created_at: datetime | None = None,
+    role: str = "",
+    author: str = "",
 ) -> Message:
     """Store one message and bump the conversation's ``message_count`` and ``last_activity_at``.
 
     Atomic (INSERT and UPDATE in one transaction or savepoint). Idempotent on ``fb_message_id``: if
     that id is already stored, the existing row is returned and nothing changes. The Redis history
     is updated only after the transaction commits, so a rollback leaves the cache untouched.
-    ``direction`` is ``"in"`` or ``"out"`` (``Message.Direction``).
+    ``direction`` is ``"in"`` or ``"out"`` (``Message.Direction``); ``role`` (``Message.Role``,
+    default user or bot by direction) and ``author`` say who wrote it.
     """
     message, _new = _message_append(
         conversation=conversation,
@@ -245,6 +252,8 @@ def message_append(
         fb_message_id=fb_message_id,
         intent=intent,
         created_at=created_at,
+        role=role,
+        author=author,
     )
     return message
 

@@ -1,4 +1,5 @@
-"""Admin for the durable inbox: every kept message, what happened to it, and the parts of its reply."""
+"""Admin for the durable inbox: every kept message, what happened to it, the parts of its reply; and staff
+replies with their status (read-only: they are written in the conversation admin, docs/people.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from django.contrib import admin, messages
 
 from messenger.forget_admin import forget_users
 from messenger.inbox import inbox_requeue_one
-from messenger.models import InboundMessage, OutboundPart
+from messenger.models import InboundMessage, OutboundPart, StaffReply
 
 
 class OutboundPartInline(admin.TabularInline):
@@ -55,3 +56,23 @@ class InboundMessageAdmin(admin.ModelAdmin):
             inbox_requeue_one(inbound=row)
             requeued += 1
         self.message_user(request, f"Requeued {requeued}; left {skipped} that are already final.", messages.INFO)
+
+
+@admin.register(StaffReply)
+class StaffReplyAdmin(admin.ModelAdmin):
+    """Read-only: what became of each staff reply (queued, deferred, sent, failed and why)."""
+
+    list_display = ("id", "author", "status", "status_reason", "messaging_type", "tag", "created_at", "sent_at")
+    list_filter = ("status", "tag")
+    search_fields = ("=psid", "=author")
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

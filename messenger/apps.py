@@ -1,4 +1,5 @@
-"""The messenger app's configuration: at start-up it hands Facebook's reply limits down to the engine."""
+"""The messenger app's configuration: at start-up it hands its reply limits to the engine and its
+staff-action handlers (staff reply, give back) to the conversation admin."""
 
 from django.apps import AppConfig
 
@@ -15,3 +16,8 @@ class MessengerConfig(AppConfig):
         from messenger.limits import REPLY_LIMITS
 
         reply_limits_register(limits=REPLY_LIMITS)
+        # The conversation admin's staff reply and give-back reach the channel without importing it.
+        from conversations.staff_handlers import staff_handlers_register
+        from messenger.staff_reply import staff_give_back, staff_reply_queue
+
+        staff_handlers_register(reply=staff_reply_queue, give_back=staff_give_back)

@@ -18,7 +18,8 @@ Exactly once, part by part:
   ``MESSENGER_ECHO_WAIT_MS`` after the send started; the next run finds the part settled by its
   echo, or re-sends it (at least once: the page does not subscribe to ``message_echoes``, or the
   echo was lost).
-- **Staff first.** A reply not fully sent when staff take the conversation over is not sent further.
+- **People first.** A reply not fully sent when staff take the conversation over, another app takes
+  the thread or a person answers from elsewhere is not sent further.
 
 The failure policy, by whom the failure concerns (``messenger.graph_errors``):
 
@@ -45,12 +46,13 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from conversations.models import Conversation
+from conversations.people import conversation_bot_silenced
 from conversations.services import conversation_mark_unreachable, message_append
 from messenger import send_api, token_health
 from messenger.graph_errors import API_FAILURE_KINDS, MESSAGE_RETRY_KINDS
@@ -67,6 +69,7 @@ from messenger.services import (
     outbound_part_mark_sent,
     outbound_part_record_error,
 )
+from messenger.window import Author, Refused, send_policy
 from observability import signals
 
 # One log name for every step of a message's life (see messenger.pipeline).
@@ -98,9 +101,10 @@ def echo_wait_ms() -> int:
 
 
 def window_closed(*, inbound: InboundMessage) -> bool:
-    """Whether a reply now would fall outside Facebook's 24-hour window from the user's message."""
-    sent_at = inbound.fb_timestamp / 1000
-    return time.time() - sent_at > MESSAGING_WINDOW.total_seconds()
+    """Whether a bot reply now would fall outside Facebook's window (``messenger.window``'s rule)."""
+    sent_at = datetime.fromtimestamp(inbound.fb_timestamp / 1000, tz=UTC)
+    policy = send_policy(last_user_message_at=sent_at, now=timezone.now(), author=Author.BOT)
+    return isinstance(policy, Refused)
 
 
 def parts_send(
@@ -113,7 +117,7 @@ def parts_send(
     """
     context = inbound.log_fields()
     conversation = Conversation.objects.filter(id=inbound.conversation_id).first()
-    if conversation is not None and conversation.status == Conversation.Status.HANDED_OVER:
+    if conversation is not None and conversation_bot_silenced(conversation=conversation):
         return _handed_over(inbound, parts)
     send_started = time.perf_counter()
     sent_count = 0

@@ -1,8 +1,9 @@
 """The one Graph API client: session, page token, timeout, scrubbing and Facebook's error envelope.
 
 Every call this app makes to Facebook's Graph API goes through :func:`graph_request`: the Send API
-(``messenger.send_api``: messages and sender actions) and the Messenger Profile
-(``messenger.profile``, behind the ``messenger_profile`` command). So, for all of them:
+(``messenger.send_api``: messages and sender actions), the Messenger Profile
+(``messenger.profile``, behind the ``messenger_profile`` command) and Conversation Routing's
+``pass_thread_control`` / ``take_thread_control`` (``messenger.handover``). So, for all of them:
 
 * **One pooled session per process.** A ``requests.Session`` keeps connections to Facebook open
   between calls; a forked child (an rq job) builds its own, since sockets must not be shared with

@@ -11,6 +11,7 @@ import os
 from rq import get_current_job
 
 from messenger.pipeline import sender_drain
+from messenger.staff_reply import staff_reply_send
 
 
 def process_inbound(inbound_id: int) -> str:
@@ -19,3 +20,8 @@ def process_inbound(inbound_id: int) -> str:
     job = get_current_job()
     worker_name = os.environ.get("RQ_WORKER_ID") or getattr(job, "worker_name", "") or f"pid-{os.getpid()}"
     return sender_drain(inbound_id=inbound_id, worker_name=worker_name)
+
+
+def send_staff_reply(staff_reply_id: int) -> str:
+    """Send one staff reply written in the admin (``messenger.staff_reply``)."""
+    return staff_reply_send(staff_reply_id=staff_reply_id)

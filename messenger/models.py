@@ -132,3 +132,36 @@ class OutboundPart(models.Model):
 
     def __str__(self) -> str:
         return f"Part {self.position} of {self.inbound_id} ({self.status})"
+
+
+class StaffReply(models.Model):
+    """A reply staff wrote in the admin, from the moment it is queued until it is sent or fails.
+
+    The rq job (``messenger.jobs.send_staff_reply``) takes its id; the window rule is applied again
+    when it runs (time passes while a send waits out an open circuit), so a reply that would now be
+    outside Facebook's rules fails with the reason instead of going out.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DEFERRED = "deferred", "Deferred (Send API unavailable)"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    conversation = models.ForeignKey("conversations.Conversation", on_delete=models.CASCADE, related_name="+")
+    page_id = models.CharField(max_length=64)
+    psid = models.CharField("PSID", max_length=64)
+    text = models.TextField()
+    author = models.CharField(max_length=150, help_text="The staff member's username")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status_reason = models.CharField(max_length=255, blank=True, default="")
+    # What the window rule gave (messenger.window): RESPONSE, or MESSAGE_TAG with HUMAN_AGENT.
+    messaging_type = models.CharField(max_length=16, blank=True, default="")
+    tag = models.CharField(max_length=32, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    fb_message_id = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Staff reply {self.pk} by {self.author} ({self.status})"

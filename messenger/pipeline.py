@@ -7,7 +7,8 @@ goes on. ``inbound_process`` answers one message:
 
 1. skip it if already final; expire it if its reply would fall outside Facebook's 24-hour window;
 2. load the conversation context by PSID and store the inbound message (``messenger.replies``);
-3. stop there if a human has the conversation;
+   (still recorded in the transcript, the conversation waiting for a person: ``messenger.people``);
+3. stop there if a human has the conversation or the bot is paused (``conversations.people``);
 4. ``mark_seen`` + ``typing_on`` in the background (best effort, never delaying the reply);
 5. decide the reply: attachments by ``messenger.attachments``, everything else by the chat engine,
    within ``MESSENGER_PROCESSING_TIMEOUT_MS`` (past it: a fallback reply, the late answer dropped);
@@ -24,6 +25,8 @@ every part is sent only while the row carries that fence. A drain that loses its
 its next send and puts the message back (conditional on its fence, so it never disturbs a worker
 that claimed it since). A passing infrastructure error (PostgreSQL, Redis) puts the message back
 with a delay instead of failing it; rq's ``JobTimeoutException`` and ``StopRequested`` propagate.
+9. when the user asked for a person, the reply is the handover notice and, once it is sent, the
+    thread goes to a person (``messenger.handover``).
 
 Rows are written only through ``messenger.services`` and read through ``messenger.selectors``. Every
 exit leaves the row's ``status``/``status_reason`` saying what happened; every step logs as
@@ -43,8 +46,8 @@ from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 from rq.timeouts import JobTimeoutException
 
-from conversations.models import Conversation
-from messenger import replies
+from conversations.people import conversation_bot_silenced
+from messenger import handover, people, replies
 from messenger.delivery import LEASE_LOST, jittered_ms, parts_send, window_closed
 from messenger.formatter import format_reply
 from messenger.inbox import inbox_requeue_one, inbox_schedule_retry
@@ -184,9 +187,10 @@ def _process(inbound: InboundMessage, worker_name: str, lease_held=None) -> str:
         logger.warning("messenger.pipeline.claimed-elsewhere", extra=inbound.log_fields())
         return LEASE_LOST
     if window_closed(inbound=inbound):
-        reason = "outside the 24-hour messaging window"
+        reason = "outside the 24-hour messaging window; waiting for a person"
         signals.send_safely(signals.message_expired, sender=inbound_process, inbound=inbound, reason=reason)
-        return inbound_finish(inbound=inbound, status=Status.EXPIRED, reason=reason)
+        conversation = people.inbound_record_too_late(inbound=inbound)
+        return inbound_finish(inbound=inbound, status=Status.EXPIRED, reason=reason, conversation_id=conversation.id)
 
     parts = inbound_parts(inbound=inbound)
     if not parts:
@@ -196,7 +200,10 @@ def _process(inbound: InboundMessage, worker_name: str, lease_held=None) -> str:
         parts = parts_or_status
     elif inbound.conversation_id is None:
         return inbound_finish(inbound=inbound, status=Status.FAILED, reason="parts without a conversation")
-    return parts_send(inbound=inbound, parts=parts, lease_held=lease_held)
+    status = parts_send(inbound=inbound, parts=parts, lease_held=lease_held)
+    if status == Status.ANSWERED and inbound.intent in handover.HUMAN_INTENTS:
+        handover.user_asked_for_person(inbound=inbound)
+    return status
 
 
 def _reply_parts(inbound: InboundMessage, step_started: float) -> list[OutboundPart] | str:
@@ -205,16 +212,16 @@ def _reply_parts(inbound: InboundMessage, step_started: float) -> list[OutboundP
     conversation = loaded.conversation
     # Stored on the row with its next write (the outcome or the parts), not in a query of its own.
     inbound.conversation_id = conversation.id
-    if conversation.status == Conversation.Status.HANDED_OVER:
+    silenced = conversation_bot_silenced(conversation=conversation)
+    if silenced:
         return inbound_finish(
-            inbound=inbound,
-            status=Status.HANDED_OVER,
-            reason="a human has this conversation",
-            conversation_id=conversation.id,
+            inbound=inbound, status=Status.HANDED_OVER, reason=silenced, conversation_id=conversation.id
         )
 
     with replies.sender_actions(inbound):
         reply = replies.reply_decide(inbound=inbound, context=loaded.context)
+    if reply is not None:
+        reply = handover.handover_reply(reply)
     if reply is None:
         return inbound_finish(
             inbound=inbound, status=Status.NO_REPLY, reason="nothing to answer", conversation_id=conversation.id

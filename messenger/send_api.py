@@ -79,6 +79,7 @@ from messenger.graph_errors import (
     classify_error,
 )
 from messenger.usage import GraphUsage, usage_cooldown_ms, usage_record
+from messenger.window import tag_problem
 from observability.hashing import hash_psid
 from observability.logging import safe_extra
 
@@ -396,6 +397,8 @@ def send_message(
     log_context: dict | None = None,
     page_id: str = "",
     metadata: str = "",
+    tag: str | None = None,
+    author: str = "bot",
 ) -> SendResult:
     """Send one message (a Send API ``message`` object) to ``psid``, with retries and the circuit.
 
@@ -404,12 +407,20 @@ def send_message(
     ``page_id``, when known, puts the send behind the page's token gate (module docstring).
     ``metadata`` (at most 1,000 characters) rides in ``message.metadata`` and comes back in the
     message's echo (``messenger.echoes``). A result that is ``in_doubt`` was not retried: the
-    message may have been delivered.
+    message may have been delivered. ``messaging_type`` and ``tag`` come from
+    ``messenger.window.send_policy``; any tag but ``HUMAN_AGENT`` on a staff message
+    (``author="staff"``) is refused here, without a call.
     """
     if metadata:
         message = {**message, "metadata": metadata[:1000]}
-    body = {"recipient": {"id": psid}, "messaging_type": messaging_type, "message": message}
     context = _log_context(psid=psid, log_context=log_context)
+    problem = tag_problem(messaging_type=messaging_type, tag=tag, author=author)
+    if problem:
+        logger.error("messenger.send.tag-refused", extra={**context, "problem": problem})
+        return SendResult(ok=False, error_kind=SendErrorKind.INVALID_REQUEST)
+    body = {"recipient": {"id": psid}, "messaging_type": messaging_type, "message": message}
+    if tag:
+        body["tag"] = tag
     max_attempts = 1 + max(0, int(settings.MESSENGER_MAX_RETRIES))
     return _deliver(body=body, context=context, max_attempts=max_attempts, is_message=True, page_id=page_id)
 

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from messenger import echoes, inbox
 from messenger.parsing import PayloadError, UnsupportedObject, parse_webhook
+from messenger.people import people_events_handle
 from messenger.signature import SIGNATURE_HEADER, check_signature
 from messenger.storable import may_hold_unstorable, storable
 from observability.metrics import webhook_answer_count
@@ -116,6 +117,7 @@ class WebhookV2View(APIView):
 
         echoes.echoes_record(events=events)
         kept = inbox.inbox_keep_events(events=events, started=started)
+        people_events_handle(events=events)  # echoes from people, standby, handovers (messenger.people)
         _queued, pending = inbox.inbox_enqueue(rows=kept.kept)
         logger.info(
             "messenger.webhook.received",

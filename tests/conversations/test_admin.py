@@ -142,7 +142,9 @@ def test_conversation_transcript_renders_in_order_and_escaped(admin_client):
     assert "<script>alert(1)</script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert body.index("alert(1)") < body.index("second line") < body.index("https://cdn.example/p.jpg")
-    assert 'name="_save"' not in body  # read-only: nothing to save
+    # Read-only but for the staff reply: saving the page only sends that (docs/people.md).
+    assert 'name="staff_reply"' in body
+    assert 'name="status"' not in body and 'name="psid"' not in body
 
 
 def test_conversation_transcript_shows_offered_and_tapped_readably(admin_client):
@@ -283,3 +285,30 @@ def test_message_changelist_query_count_flat_from_10_to_1000(admin_client, djang
     messages_make(conversation=conversation, count=990, start=at(100))
     with django_assert_max_num_queries(with_10):
         assert admin_client.get(url).status_code == 200
+
+
+def test_conversation_changelist_shows_who_is_waiting_and_filters_them(admin_client):
+    """The list has a "waiting for a person" column and filter; the filter keeps only waiting rows."""
+    waiting = conversation_make(psid="psid-waiting")
+    conversation_make(psid="psid-fine")
+    Conversation.objects.filter(pk=waiting.pk).update(waiting_since=T0)
+
+    everyone = admin_client.get(CHANGELIST)
+    only_waiting = admin_client.get(CHANGELIST, {"waiting": "yes"})
+
+    assert "column-waiting_since" in everyone.content.decode()
+    assert [c.psid for c in only_waiting.context["cl"].result_list] == ["psid-waiting"]
+
+
+def test_conversation_transcript_names_who_wrote_each_message(admin_client):
+    """User, bot, staff member and a person elsewhere are told apart in the transcript."""
+    conversation = conversation_make(psid="psid-roles")
+    message_append(conversation=conversation, direction="in", text="hi")
+    message_append(conversation=conversation, direction="out", text="bot here")
+    message_append(conversation=conversation, direction="out", text="staff here", role="staff", author="ana")
+    message_append(conversation=conversation, direction="out", text="inbox here", role="person", author="Page Inbox")
+
+    body = admin_client.get(_change_url(conversation)).content.decode()
+
+    for label in ("<td>User</td>", "<td>Bot</td>", "<td>Staff (ana)</td>", "<td>Person (Page Inbox)</td>"):
+        assert label in body

@@ -310,3 +310,13 @@ def test_parked_messages_retry_at_spread_out_times(monkeypatch):
         assert timedelta(milliseconds=cooldown) <= delay <= timedelta(milliseconds=cooldown * (1 + JITTER_SHARE) + 50)
         not_befores.append(delay)
     assert len({round(d.total_seconds(), 2) for d in not_befores}) == 10
+
+
+def test_bot_reply_is_never_tagged(post_webhook, graph):
+    """Every bot part goes as an untagged RESPONSE, even near the end of the window (23 h)."""
+    post_webhook(text_body("hello", mid="m_fresh"))
+    post_webhook(text_body("help", mid="m_old", psid="29089347883997073", ts=int((time.time() - 23 * 3600) * 1000)))
+    run_worker()
+    bodies = sent_messages(graph)
+    assert len(bodies) == 2
+    assert [(b["messaging_type"], "tag" in b) for b in bodies] == [("RESPONSE", False), ("RESPONSE", False)]

@@ -109,7 +109,7 @@ def test_send_message_posts_exact_body_with_bearer_token(graph_api):
 
 
 def test_send_message_passes_messaging_type(graph_api):
-    """A caller's messaging_type (e.g. MESSAGE_TAG, UPDATE) is sent as given."""
+    """A caller's untagged messaging_type (e.g. UPDATE) is sent as given."""
     graph_api.post(
         SEND_URL,
         json=graph("send_success"),
@@ -120,6 +120,31 @@ def test_send_message_passes_messaging_type(graph_api):
         ],
     )
     assert send_message(psid=PSID, message=MESSAGE, messaging_type="UPDATE").ok
+
+
+def test_send_message_human_agent_by_staff_posts_the_tag(graph_api):
+    """A staff message with HUMAN_AGENT goes as MESSAGE_TAG with exactly that tag."""
+    answer(graph_api, "send_success")
+    result = send_message(psid=PSID, message=MESSAGE, messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT", author="staff")
+    assert result.ok
+    assert json.loads(graph_api.calls[0].request.body) == {
+        "recipient": {"id": PSID},
+        "messaging_type": "MESSAGE_TAG",
+        "tag": "HUMAN_AGENT",
+        "message": MESSAGE,
+    }
+
+
+@pytest.mark.parametrize(
+    ("tag", "author"),
+    [("HUMAN_AGENT", "bot"), ("ACCOUNT_UPDATE", "staff"), ("POST_PURCHASE_UPDATE", "staff"), (None, "staff")],
+)
+def test_send_message_refuses_other_tags_and_any_tag_on_a_bot_message(graph_api, caplog, tag, author):
+    """No HTTP call for a retired tag, a missing one, or a tag on a bot message: an invalid request."""
+    result = send_message(psid=PSID, message=MESSAGE, messaging_type="MESSAGE_TAG", tag=tag, author=author)
+    assert result == SendResult(ok=False, error_kind=SendErrorKind.INVALID_REQUEST)
+    assert len(graph_api.calls) == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "messenger.send"] == ["messenger.send.tag-refused"]
 
 
 def test_send_timeout_is_in_doubt_and_not_retried(graph_api, waits):
