@@ -307,6 +307,24 @@ def post_all(port: int, messages, rate: float, posted: dict, refused: list, thre
     return thread
 
 
+def received_bodies(fake: FakeGraph) -> tuple[dict[str, list[str]], int]:
+    """The message bodies the fake accepted, per user in order, each without its ``metadata`` token,
+    and how many were a part sent again because the fake dropped its echo (the documented
+    at-least-once case: left out of the bodies, counted apart)."""
+    received: dict[str, list[str]] = defaultdict(list)
+    seen_tokens: set[str] = set()
+    resent_without_echo = 0
+    for r in sorted(fake.messages(), key=lambda r: r.at):
+        message = dict(r.body.get("message") or {})
+        token = message.pop("metadata", "")
+        if token in seen_tokens and token in fake.echo_dropped_tokens:
+            resent_without_echo += 1
+            continue
+        seen_tokens.add(token)
+        received[r.psid].append(json.dumps(message, sort_keys=True))
+    return received, resent_without_echo
+
+
 def compare(db: Db, fake: FakeGraph, messages, posted: dict, poison_mids: frozenset = frozenset()) -> dict:
     """Match the Send API bodies the fake accepted against the reply parts the inbox recorded.
 
@@ -323,17 +341,7 @@ def compare(db: Db, fake: FakeGraph, messages, posted: dict, poison_mids: frozen
         "SELECT inbound_id, body FROM messenger_outboundpart ORDER BY inbound_id, position"
     ):
         parts[inbound_id].append(json.dumps(body, sort_keys=True))
-    received: dict[str, list[str]] = defaultdict(list)
-    seen_tokens: set[str] = set()
-    resent_without_echo = 0
-    for r in sorted(fake.messages(), key=lambda r: r.at):
-        message = dict(r.body.get("message") or {})
-        token = message.pop("metadata", "")
-        if token in seen_tokens and token in fake.echo_dropped_tokens:
-            resent_without_echo += 1
-            continue
-        seen_tokens.add(token)
-        received[r.psid].append(json.dumps(message, sort_keys=True))
+    received, resent_without_echo = received_bodies(fake)
     given_up = 0
 
     lost: Counter = Counter()
@@ -438,9 +446,7 @@ def check_odd_batches(db: Db, fake: FakeGraph, batches: list, *, planned: int) -
         "SELECT inbound_id, body FROM messenger_outboundpart ORDER BY inbound_id, position"
     ):
         parts[inbound_id].append(json.dumps(body, sort_keys=True))
-    received: dict[str, Counter] = defaultdict(Counter)
-    for r in fake.messages():
-        received[r.psid][json.dumps(r.body.get("message"), sort_keys=True)] += 1
+    received = {psid: Counter(bodies) for psid, bodies in received_bodies(fake)[0].items()}
     lost = 2 * (planned - len(batches))
     duplicated = odd_lost = messages = odd_items = 0
     for batch in batches:
