@@ -96,9 +96,12 @@ POISON_REFUSALS = 4
 POISON_ERROR = {"error": {"message": "an error in no table", "type": "OAuthException", "code": 9999,
                           "fbtrace_id": "soak-poison"}}
 # A later message of a poison user still waiting this long after the poison's first refusal counts as
-# blocked: the give-up bound (messenger.delivery.MESSAGE_GIVE_UP_BOUND_S, 60 s) plus slack for the
-# faults of the run. (Before its first refusal the poison waits like any message: page-wide faults.)
-BLOCKED_BOUND_S = 90
+# blocked: the give-up bound (messenger.delivery.MESSAGE_GIVE_UP_BOUND_S, 60 s) plus the backlog the
+# run's own faults make. The Redis restart empties every queue at once: the sweep requeues all open
+# rows (about 280 in the quick run) and two workers work through them while the poison's next try
+# waits its turn; a run where the restart fell right after a poison's first refusal measured 91 s.
+# (Before its first refusal the poison waits like any message: page-wide faults.)
+BLOCKED_BOUND_S = 120
 
 
 class RedisServer:
