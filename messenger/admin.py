@@ -1,4 +1,7 @@
-"""Admin for the durable inbox: every kept message, what happened to it, and the parts of its reply."""
+"""Admin for the durable inbox: every kept message, what happened to it, and the parts of its reply.
+
+The pages admin (write-only token) is ``messenger.page_admin``, registered by importing it here.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from django.contrib import admin, messages
 from messenger.forget_admin import forget_users
 from messenger.inbox import inbox_requeue_one
 from messenger.models import InboundMessage, OutboundPart
+from messenger.page_admin import PageAdmin  # noqa: F401 - registers the Page admin
 
 
 class OutboundPartInline(admin.TabularInline):

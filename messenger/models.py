@@ -1,4 +1,6 @@
-"""The durable inbox: every inbound user message is kept here before Facebook gets its 200.
+"""The durable inbox, and the pages it serves.
+
+Every inbound user message is kept here before Facebook gets its 200.
 
 An :class:`InboundMessage` row is the unit of work of the pipeline and records what happened to it
 (``status`` and ``status_reason``). Its :class:`OutboundPart` rows record, part by part, which pieces
@@ -11,6 +13,34 @@ from django.db import models
 from django.utils import timezone
 
 from observability.hashing import hash_psid
+
+
+class Page(models.Model):
+    """A Facebook page this channel serves, with its own page access token, encrypted at rest.
+
+    Written only through ``messenger.pages`` (``page_add``, ``page_remove``, ``pages_rotate``), which
+    encrypts with ``messenger.token_crypto``; the plaintext token is never a field, so no form,
+    serializer, ``repr`` or admin page can show it. ``active=False`` keeps the row but stops serving
+    the page: its events are kept as ``unknown_page`` and not answered.
+    """
+
+    id = models.CharField("page id", max_length=64, primary_key=True, help_text="Facebook's page id")
+    name = models.CharField(max_length=255, blank=True, default="")
+    token_encrypted = models.TextField(editable=False, help_text="Fernet ciphertext of the page token")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'Page'} ({self.id})"
+
+    @property
+    def token_set(self) -> bool:
+        """Whether a token is stored (the admin's flag; never the token itself)."""
+        return bool(self.token_encrypted)
 
 
 class InboundMessage(models.Model):
@@ -30,10 +60,18 @@ class InboundMessage(models.Model):
         DEFERRED = "deferred", "Deferred (Send API unavailable)"
         EXPIRED = "expired", "Expired (outside the messaging window)"
         FAILED = "failed", "Failed"
+        UNKNOWN_PAGE = "unknown_page", "Not answered: no token for its page"
 
     # The one definition of which statuses end a message's life (the pipeline, the inbox, the admin
     # and the recovery sweep all read these): a final row is never processed or requeued again.
-    FINAL_STATUSES = (Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED)
+    FINAL_STATUSES = (
+        Status.ANSWERED,
+        Status.NO_REPLY,
+        Status.HANDED_OVER,
+        Status.EXPIRED,
+        Status.FAILED,
+        Status.UNKNOWN_PAGE,
+    )
     OPEN_STATUSES = (Status.PENDING, Status.QUEUED, Status.PROCESSING, Status.DEFERRED)
 
     # Facebook's message id; postbacks get a stable id derived from their content.

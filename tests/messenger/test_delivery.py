@@ -71,7 +71,7 @@ def test_circuit_open_defers_message_and_delivers_after_close(post_webhook, grap
     assert scheduled == [row.job_id]
 
     graph.replace(responses.POST, GRAPH, json=load_fixture_graph("send_success"))
-    get_breaker().reset()
+    get_breaker(page_id=row.page_id).reset()  # one circuit per page
     InboundMessage.objects.filter(id=row.id).update(not_before=None)
     process_inbound(row.id)
     row.refresh_from_db()
