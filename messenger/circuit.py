@@ -296,3 +296,17 @@ def get_breaker(*, page_id: str = "") -> CircuitBreaker:
         with _breakers_lock:
             breaker = _breakers.setdefault(name, CircuitBreaker(name))
     return breaker
+
+
+def circuit_pages() -> list[str]:
+    """Page ids whose circuit has state in Redis now (counting failures, open or half-open), sorted.
+
+    A closed circuit with no failure has no key, so this lists the pages worth reporting beyond the
+    configured ones (``/metrics``). Raises ``RedisError`` (the caller reports Redis as down).
+    """
+    prefix = "messenger:circuit:send_api:"  # breaker_name() of a page, under CircuitBreaker's key
+    pages = set()
+    for key in _redis().scan_iter(match=prefix + "*", count=100):
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        pages.add(key[len(prefix):])
+    return sorted(pages)
