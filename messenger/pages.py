@@ -164,6 +164,30 @@ def page_served(*, page_id: str) -> bool:
     return pages_dry_run() or bool(page_token(page_id=page_id))
 
 
+class PageChoiceError(ValueError):
+    """``--page`` names no served page, or is missing while several pages are served."""
+
+
+def page_choose(*, page_id: str | None) -> PageCredentials | None:
+    """The page a command acts for (``messenger_profile --page``); ``None`` when no page is configured.
+
+    ``page_id`` given: that page, if a token serves it. Not given: the only page, or
+    :class:`PageChoiceError` naming the choices when there are several.
+    """
+    configured = pages_configured()
+    if page_id:
+        token = page_token(page_id=page_id)
+        if not token:
+            raise PageChoiceError(f"no token serves page {page_id}; see `manage.py messenger_page list`")
+        return next((page for page in configured if page.page_id == page_id), None) or PageCredentials(
+            page_id=page_id, token=token
+        )
+    if len(configured) > 1:
+        names = ", ".join(page.page_id or "(MESSENGER_PAGE_ACCESS_TOKEN)" for page in configured)
+        raise PageChoiceError(f"several pages are served ({names}): choose one with --page PAGE_ID")
+    return configured[0] if configured else None
+
+
 # --- writes: the messenger_page command and the admin ------------------------------------------
 def _written() -> None:
     # Now, for this transaction's own reads, and again at commit, for a read in between.
