@@ -126,8 +126,13 @@ class InboundMessage(models.Model):
         return f"{self.get_kind_display()} {self.mid} ({self.status})"
 
     def log_fields(self, **extra) -> dict:
-        """The ``extra=`` of every log line about this message: its ids and the hashed PSID, never the raw one."""
-        return {"mid": self.mid, "psid_hash": hash_psid(self.psid), "inbound_id": self.id, **extra}
+        """The ``extra=`` of every log line about this message: its ids, its page and the hashed PSID.
+
+        Never the raw PSID. The page is there because a PSID (and so its hash) is only unique within
+        its page.
+        """
+        psid_hash = hash_psid(self.psid)
+        return {"mid": self.mid, "page_id": self.page_id, "psid_hash": psid_hash, "inbound_id": self.id, **extra}
 
 
 class OutboundPart(models.Model):

@@ -30,9 +30,9 @@ whose ``DEL`` removed it logs ``messenger.token.recovered`` (INFO).
 
 Tokens: :func:`messenger.pages.page_token` is the one place a page's token is looked up: a page
 added with ``messenger_page`` (a replaced token takes effect within ``PAGES_CACHE_SECONDS``), else
-``MESSENGER_PAGE_ACCESS_TOKEN`` (a new one takes effect on restart). A send with no page (``messenger_simulate``, a unit test of the Send API) is not
-gated. Redis down: the gate fails open (a send is tried), and marking is skipped; the Send API's
-own errors still park the message.
+``MESSENGER_PAGE_ACCESS_TOKEN`` (a new one takes effect on restart). A send with no page (a unit
+test of the Send API) is not gated. Redis down: the gate fails open (a send is tried), and marking
+is skipped; the Send API's own errors still park the message.
 """
 
 from __future__ import annotations
