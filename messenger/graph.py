@@ -235,7 +235,7 @@ def graph_request(
     """
     token = token or graph_token()
     if not token:
-        raise ValueError("graph_request needs a page token (token= or MESSENGER_PAGE_ACCESS_TOKEN)")
+        raise ValueError("graph_request needs a page token: token=, or graph_token() (MESSENGER_PAGE_ACCESS_TOKEN)")
     # One auth header, always ours: a caller's own Authorization could not mean anything else.
     sent_headers = {"Authorization": f"Bearer {token}"}
     sent_headers.update({key: value for key, value in (headers or {}).items() if key.lower() != "authorization"})
