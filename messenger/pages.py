@@ -24,7 +24,6 @@ that delay. Tokens are decrypted into process memory only, like the environment 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -65,22 +64,21 @@ class _Snapshot:
     read_at: float
 
 
+# Replaced whole, never changed in place: a reference assignment is atomic, so threads need no lock
+# (and a forked rq work horse can never inherit a held one). Two threads may both read the table.
 _snapshot: _Snapshot | None = None
-_snapshot_lock = threading.Lock()
 
 
 def pages_cache_clear() -> None:
     """Forget this process's copy of the page table (after a write; tests)."""
     global _snapshot
-    with _snapshot_lock:
-        _snapshot = None
+    _snapshot = None
 
 
 def pages_cache_prime_empty() -> None:
     """Believe there are no database pages until the next write (tests: no query per send)."""
     global _snapshot
-    with _snapshot_lock:
-        _snapshot = _Snapshot(served=(), inactive=frozenset(), read_at=float("inf"))
+    _snapshot = _Snapshot(served=(), inactive=frozenset(), read_at=float("inf"))
 
 
 def _database_pages() -> _Snapshot:
@@ -104,8 +102,7 @@ def _database_pages() -> _Snapshot:
             continue
         served.append(PageCredentials(page_id=row.id, name=row.name, token=token, source=SOURCE_DATABASE))
     snapshot = _Snapshot(served=tuple(served), inactive=frozenset(inactive), read_at=now)
-    with _snapshot_lock:
-        _snapshot = snapshot
+    _snapshot = snapshot
     return snapshot
 
 

@@ -188,3 +188,13 @@ def test_pages_unreadable_token_is_logged_and_not_served(caplog):
     pages_cache_clear()
     assert page_token(page_id=PAGE_A) == ""
     assert "messenger.pages.token-unreadable" in [record.getMessage() for record in caplog.records]
+
+
+@override_settings(MESSENGER_PAGE_ACCESS_TOKEN=ENV_TOKEN)
+def test_pages_tokens_in_memory_lists_read_tokens_for_the_scrubber():
+    """Sentry's scrubber gets every token this process holds, the database's once read, without a query."""
+    from chatbot.sentry import page_tokens
+
+    page_add(page_id=PAGE_A, name="A", token=TOKEN_A)
+    page_token(page_id=PAGE_A)  # the table is read
+    assert set(page_tokens()) == {TOKEN_A, ENV_TOKEN}

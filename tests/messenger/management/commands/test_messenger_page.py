@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -24,9 +25,11 @@ def run(*args: str, stdin: str | None = None) -> str:
     return out.getvalue() + err.getvalue()
 
 
-def test_messenger_page_add_reads_the_token_from_stdin_and_never_prints_it():
+def test_messenger_page_add_reads_the_token_from_stdin_and_never_prints_it(caplog):
+    caplog.set_level(logging.DEBUG)
     output = run("add", PAGE, "--name", "Shop", stdin=f"{TOKEN}\n")
     assert f"Added page {PAGE}" in output and TOKEN not in output
+    assert all(TOKEN not in f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
     assert page_token(page_id=PAGE) == TOKEN
 
 
