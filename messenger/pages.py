@@ -62,6 +62,7 @@ class _Snapshot:
     served: tuple[PageCredentials, ...]  # active database pages with a readable token, by id
     inactive: frozenset[str]  # database pages not served: inactive, or a token no key decrypts
     read_at: float
+    unreadable: frozenset[str] = frozenset()  # of those, the ones whose token no key decrypts
 
 
 # Replaced whole, never changed in place: a reference assignment is atomic, so threads need no lock
@@ -89,6 +90,7 @@ def _database_pages() -> _Snapshot:
         return snapshot
     served: list[PageCredentials] = []
     inactive: set[str] = set()
+    unreadable: set[str] = set()
     for row in Page.objects.order_by("id").only("id", "name", "token_encrypted", "active"):
         if not row.active:
             inactive.add(row.id)
@@ -99,9 +101,12 @@ def _database_pages() -> _Snapshot:
             # Its events are kept as unknown_page; the ERROR says why (a key removed too early, no keys).
             logger.error("messenger.pages.token-unreadable", extra={"page_id": row.id, "error": type(exc).__name__})
             inactive.add(row.id)
+            unreadable.add(row.id)
             continue
         served.append(PageCredentials(page_id=row.id, name=row.name, token=token, source=SOURCE_DATABASE))
-    snapshot = _Snapshot(served=tuple(served), inactive=frozenset(inactive), read_at=now)
+    snapshot = _Snapshot(
+        served=tuple(served), inactive=frozenset(inactive), read_at=now, unreadable=frozenset(unreadable)
+    )
     _snapshot = snapshot
     return snapshot
 
@@ -120,6 +125,11 @@ def pages_configured() -> list[PageCredentials]:
     database = _database_pages()
     environment = _environment_page(database)
     return [*database.served, *([environment] if environment else [])]
+
+
+def pages_unreadable() -> list[str]:
+    """Active database pages whose stored token no configured key decrypts (``messenger_check`` names them)."""
+    return sorted(_database_pages().unreadable)
 
 
 def pages_tokens_in_memory() -> list[str]:
