@@ -55,10 +55,13 @@ _PSID_LOOKING = re.compile(r"\d+")
 
 
 def page_tokens() -> list[str]:
-    """Every page's access token, from the one place that lists the pages (``messenger.pages``)."""
-    from messenger.pages import pages_configured
+    """Every page token this process holds, from the one place that lists the pages (``messenger.pages``).
 
-    return [page.token for page in pages_configured()]
+    Without a query: a database read here would add breadcrumbs that call this again.
+    """
+    from messenger.pages import pages_tokens_in_memory
+
+    return pages_tokens_in_memory()
 
 
 def configured_secrets() -> list[str]:

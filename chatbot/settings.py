@@ -159,6 +159,10 @@ MESSENGER_PAGE_ACCESS_TOKEN = env.str("MESSENGER_PAGE_ACCESS_TOKEN", default="")
 # The page that MESSENGER_PAGE_ACCESS_TOKEN belongs to, and this app's id (messenger_check compares both).
 MESSENGER_PAGE_ID = env.str("MESSENGER_PAGE_ID", default="")
 MESSENGER_APP_ID = env.str("MESSENGER_APP_ID", default="")
+# Fernet keys encrypting the tokens of pages added with messenger_page (comma-separated; the first
+# encrypts, all decrypt: key rotation). Unset: derived from SECRET_KEY in DEBUG, required in production
+# as soon as a page is stored (messenger.token_crypto, docs/pages.md).
+MESSENGER_TOKEN_KEYS = env.list("MESSENGER_TOKEN_KEYS", default=[])
 # The public URL Facebook posts to; messenger_check asks it for the verification challenge.
 MESSENGER_WEBHOOK_URL = env.str("MESSENGER_WEBHOOK_URL", default="")
 MESSENGER_GRAPH_API_URL = env.str(

@@ -1,5 +1,8 @@
 """Admin for the durable inbox: every kept message, what happened to it, the parts of its reply; and staff
-replies with their status (read-only: they are written in the conversation admin, docs/people.md)."""
+replies with their status (read-only: they are written in the conversation admin, docs/people.md).
+
+The pages admin (write-only token) is ``messenger.page_admin``, registered by importing it here.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from django.contrib import admin, messages
 from messenger.forget_admin import forget_users
 from messenger.inbox import inbox_requeue_one
 from messenger.models import InboundMessage, OutboundPart, StaffReply
+from messenger.page_admin import PageAdmin  # noqa: F401 - registers the Page admin
 
 
 class OutboundPartInline(admin.TabularInline):

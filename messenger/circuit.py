@@ -16,7 +16,8 @@ it cannot give one probe across processes. The same ``RLock`` is also held aroun
 call itself, which would serialise every Send API call of a process. Here each transition is one
 Lua script, which Redis runs atomically, so concurrent callers are ordered by Redis itself.
 
-State: one hash per breaker, ``messenger:circuit:<name>``, with ``failures`` (consecutive count),
+State: one hash per breaker, ``messenger:circuit:<name>`` (one breaker per page,
+``send_api:<page id>``: :func:`get_breaker`), with ``failures`` (consecutive count),
 ``opened_until`` (ms since the epoch; absent or 0 = closed) and ``probe_until`` (lease of the
 probe in flight). The probe lease (twice the send timeout, at least one second) frees the probe
 slot if the probe's process dies before reporting, so the circuit can never stay half-open forever.
@@ -274,15 +275,38 @@ class CircuitBreaker:
         )
 
 
-_default_breaker: CircuitBreaker | None = None
-_default_lock = threading.Lock()
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
 
 
-def get_breaker() -> CircuitBreaker:
-    """The process-wide breaker of the Send API (its state is in Redis, shared by all processes)."""
-    global _default_breaker
-    if _default_breaker is None:
-        with _default_lock:
-            if _default_breaker is None:
-                _default_breaker = CircuitBreaker("send_api")
-    return _default_breaker
+def breaker_name(*, page_id: str = "") -> str:
+    """``send_api`` for a send with no page (the one-page setup before pages), ``send_api:<page id>`` else."""
+    return f"send_api:{page_id}" if page_id else "send_api"
+
+
+def get_breaker(*, page_id: str = "") -> CircuitBreaker:
+    """The process-wide breaker of ``page_id``'s Send API calls (state in Redis, shared by all processes).
+
+    One circuit per page: Facebook counts rate limits per page, and one page's throttling or dead
+    token must not stop the others. Each page's transitions are the same atomic Lua scripts.
+    """
+    name = breaker_name(page_id=page_id)
+    breaker = _breakers.get(name)
+    if breaker is None:
+        with _breakers_lock:
+            breaker = _breakers.setdefault(name, CircuitBreaker(name))
+    return breaker
+
+
+def circuit_pages() -> list[str]:
+    """Page ids whose circuit has state in Redis now (counting failures, open or half-open), sorted.
+
+    A closed circuit with no failure has no key, so this lists the pages worth reporting beyond the
+    configured ones (``/metrics``). Raises ``RedisError`` (the caller reports Redis as down).
+    """
+    prefix = "messenger:circuit:send_api:"  # breaker_name() of a page, under CircuitBreaker's key
+    pages = set()
+    for key in _redis().scan_iter(match=prefix + "*", count=100):
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        pages.add(key[len(prefix):])
+    return sorted(pages)

@@ -90,7 +90,10 @@ if hasattr(os, "register_at_fork"):
 
 # --- token, URL, timeout, scrubbing -----------------------------------------------------------
 def graph_token() -> str:
-    """The page token, or ``""`` when none is configured (callers decide what that means)."""
+    """``MESSENGER_PAGE_ACCESS_TOKEN``, or ``""``: the token of a call that names no page.
+
+    A call for a page passes that page's token (``messenger.pages.page_token``) as ``token=``.
+    """
     return settings.MESSENGER_PAGE_ACCESS_TOKEN
 
 
@@ -233,7 +236,7 @@ def graph_request(
     """
     token = token or graph_token()
     if not token:
-        raise ValueError("graph_request needs MESSENGER_PAGE_ACCESS_TOKEN; check graph_token() first")
+        raise ValueError("graph_request needs a page token: token=, or graph_token() (MESSENGER_PAGE_ACCESS_TOKEN)")
     # One auth header, always ours: a caller's own Authorization could not mean anything else.
     sent_headers = {"Authorization": f"Bearer {token}"}
     sent_headers.update({key: value for key, value in (headers or {}).items() if key.lower() != "authorization"})

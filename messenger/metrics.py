@@ -9,8 +9,10 @@ mode does not fit a fork-per-job worker):
 - rq's Redis keys: each channel queue's length and its started, failed, scheduled and deferred
   registries (gauges; counted with ``LLEN``/``ZCARD`` in one pipelined round trip per queue, without
   rq's registry cleanup, so a scrape never writes);
-- the circuit breaker's Redis hash (:mod:`messenger.circuit`): its state as a 1/0 gauge per state,
-  and its consecutive-failure count;
+- the circuit breakers' Redis hashes (:mod:`messenger.circuit`, one circuit per page): each page's
+  state as a 1/0 gauge per state, and its consecutive-failure count; the pages reported are the
+  configured ones (``messenger.pages``) and any other whose circuit has state (the one-page setup
+  without ``MESSENGER_PAGE_ID`` serves pages it cannot list); ``default`` is a send with no page;
 - the Redis counters of :mod:`observability.metrics`: send outcomes, webhook answers, reply latency.
 
 A source that fails (database or Redis) leaves its families out and sets
@@ -38,8 +40,9 @@ from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from messenger.circuit import CLOSED, HALF_OPEN, OPEN, UNKNOWN, get_breaker
+from messenger.circuit import CLOSED, HALF_OPEN, OPEN, UNKNOWN, circuit_pages, get_breaker
 from messenger.models import InboundMessage
+from messenger.pages import pages_configured
 from messenger.queues import channel_queue_names, get_queue
 from messenger.send_api import SendErrorKind
 from observability.metrics import counter_families, counters_read
@@ -104,24 +107,35 @@ def queue_families() -> list[Metric]:
     return [family]
 
 
+def _circuit_page_ids() -> list[str]:
+    """The pages whose circuit is reported: configured ones, and any other with a circuit in Redis."""
+    try:
+        configured = {page.page_id for page in pages_configured()}
+    except DatabaseError:
+        configured = set()  # the database's own family reports it down; report the env page at least
+    configured.add(getattr(settings, "MESSENGER_PAGE_ID", ""))
+    return sorted(configured | set(circuit_pages()))
+
+
 def circuit_families() -> list[Metric]:
-    """The Send API circuit of the configured page: 1 for its current state, 0 for the others."""
-    breaker = get_breaker()
-    page = configured_page_label()
-    current = breaker.state()
+    """Each page's Send API circuit: 1 for its current state, 0 for the others; its failure count."""
     state = GaugeMetricFamily(
         "messenger_circuit_state",
         "State of the Send API circuit breaker per page (1 = current; unknown = Redis unreadable).",
         labels=["page", "state"],
     )
-    for name in CIRCUIT_STATES:
-        state.add_metric([page, name], 1 if name == current else 0)
     failures = GaugeMetricFamily(
         "messenger_circuit_failures",
         "Consecutive Send API failures counted by the circuit breaker per page.",
         labels=["page"],
     )
-    failures.add_metric([page], breaker.failure_count())
+    for page_id in _circuit_page_ids():
+        breaker = get_breaker(page_id=page_id)
+        page = page_id or DEFAULT_PAGE_LABEL
+        current = breaker.state()
+        for name in CIRCUIT_STATES:
+            state.add_metric([page, name], 1 if name == current else 0)
+        failures.add_metric([page], breaker.failure_count())
     return [state, failures]
 
 

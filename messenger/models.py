@@ -1,4 +1,6 @@
-"""The durable inbox: every inbound user message is kept here before Facebook gets its 200.
+"""The durable inbox, and the pages it serves.
+
+Every inbound user message is kept here before Facebook gets its 200.
 
 An :class:`InboundMessage` row is the unit of work of the pipeline and records what happened to it
 (``status`` and ``status_reason``). Its :class:`OutboundPart` rows record, part by part, which pieces
@@ -11,6 +13,34 @@ from django.db import models
 from django.utils import timezone
 
 from observability.hashing import hash_psid
+
+
+class Page(models.Model):
+    """A Facebook page this channel serves, with its own page access token, encrypted at rest.
+
+    Written only through ``messenger.pages`` (``page_add``, ``page_remove``, ``pages_rotate``), which
+    encrypts with ``messenger.token_crypto``; the plaintext token is never a field, so no form,
+    serializer, ``repr`` or admin page can show it. ``active=False`` keeps the row but stops serving
+    the page: its events are kept as ``unknown_page`` and not answered.
+    """
+
+    id = models.CharField("page id", max_length=64, primary_key=True, help_text="Facebook's page id")
+    name = models.CharField(max_length=255, blank=True, default="")
+    token_encrypted = models.TextField(editable=False, help_text="Fernet ciphertext of the page token")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'Page'} ({self.id})"
+
+    @property
+    def token_set(self) -> bool:
+        """Whether a token is stored (the admin's flag; never the token itself)."""
+        return bool(self.token_encrypted)
 
 
 class InboundMessage(models.Model):
@@ -34,11 +64,18 @@ class InboundMessage(models.Model):
         # A signed item we could not read (wrong types, a shape Facebook changed): kept raw with the
         # problem as status_reason, never answered, so staff can see it and nothing is lost.
         UNREADABLE = "unreadable", "Unreadable (kept raw, not answered)"
+        UNKNOWN_PAGE = "unknown_page", "Not answered: no token for its page"
 
     # The one definition of which statuses end a message's life (the pipeline, the inbox, the admin
     # and the recovery sweep all read these): a final row is never processed or requeued again.
     FINAL_STATUSES = (
-        Status.ANSWERED, Status.NO_REPLY, Status.HANDED_OVER, Status.EXPIRED, Status.FAILED, Status.UNREADABLE
+        Status.ANSWERED,
+        Status.NO_REPLY,
+        Status.HANDED_OVER,
+        Status.EXPIRED,
+        Status.FAILED,
+        Status.UNREADABLE,
+        Status.UNKNOWN_PAGE,
     )
     OPEN_STATUSES = (Status.PENDING, Status.QUEUED, Status.PROCESSING, Status.DEFERRED)
 
@@ -96,8 +133,13 @@ class InboundMessage(models.Model):
         return f"{self.get_kind_display()} {self.mid} ({self.status})"
 
     def log_fields(self, **extra) -> dict:
-        """The ``extra=`` of every log line about this message: its ids and the hashed PSID, never the raw one."""
-        return {"mid": self.mid, "psid_hash": hash_psid(self.psid), "inbound_id": self.id, **extra}
+        """The ``extra=`` of every log line about this message: its ids, its page and the hashed PSID.
+
+        Never the raw PSID. The page is there because a PSID (and so its hash) is only unique within
+        its page.
+        """
+        psid_hash = hash_psid(self.psid)
+        return {"mid": self.mid, "page_id": self.page_id, "psid_hash": psid_hash, "inbound_id": self.id, **extra}
 
 
 class OutboundPart(models.Model):

@@ -5,7 +5,8 @@ answers that sender's open messages one after another in timestamp order, so a b
 is answered in order across any number of workers; one message that fails is recorded and the next
 goes on. ``inbound_process`` answers one message:
 
-1. skip it if already final; expire it if its reply would fall outside Facebook's 24-hour window;
+1. skip it if already final; keep it unanswered as ``unknown_page`` if no token serves its page
+   (``messenger.pages``); expire it if its reply would fall outside Facebook's 24-hour window;
 2. load the conversation context by PSID and store the inbound message (``messenger.replies``);
    (still recorded in the transcript, the conversation waiting for a person: ``messenger.people``);
 3. stop there if a human has the conversation or the bot is paused (``conversations.people``);
@@ -53,6 +54,7 @@ from messenger.formatter import format_reply
 from messenger.inbox import inbox_requeue_one, inbox_schedule_retry
 from messenger.models import InboundMessage, OutboundPart
 from messenger.ordering import SenderLock
+from messenger.pages import page_served
 from messenger.queues import channel_redis
 from messenger.selectors import inbound_get, inbound_next_for_sender, inbound_parts
 from messenger.services import inbound_finish, inbound_park, inbound_start, outbound_part_create_many
@@ -186,6 +188,10 @@ def _process(inbound: InboundMessage, worker_name: str, lease_held=None) -> str:
     if not inbound_start(inbound=inbound, worker_name=worker_name):
         logger.warning("messenger.pipeline.claimed-elsewhere", extra=inbound.log_fields())
         return LEASE_LOST
+    if not page_served(page_id=inbound.page_id):
+        # Decided here, not at ingress: the webhook keeps every event without a query for pages.
+        reason = f"no token serves page {inbound.page_id or '(none)'}"
+        return inbound_finish(inbound=inbound, status=Status.UNKNOWN_PAGE, reason=reason)
     if window_closed(inbound=inbound):
         reason = "outside the 24-hour messaging window; waiting for a person"
         signals.send_safely(signals.message_expired, sender=inbound_process, inbound=inbound, reason=reason)

@@ -5,6 +5,8 @@ The profile is kept in the repository (``messenger/profile.json``) and pushed wi
 them. All calls go to ``{MESSENGER_GRAPH_API_URL}/me/messenger_profile`` through the one Graph
 client (``messenger.graph``): its pooled session, the page token in an ``Authorization: Bearer``
 header (never in the URL, so it cannot leak into error messages or logs), its timeout and scrubber.
+Several pages: each call takes ``page_id`` and uses that page's token (``messenger.pages``); without
+one, ``MESSENGER_PAGE_ACCESS_TOKEN``. The command picks the page (``--page``, or the only one).
 
 Facebook's limits are checked before anything is sent, so a profile that would be refused is
 reported with every problem at once (Messenger Platform reference, Messenger Profile API:
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from messenger.graph import GraphResponse, GraphUnreachable, graph_request, graph_token, graph_url, scrub
+from messenger.pages import page_token
 
 logger = logging.getLogger("messenger.profile")
 
@@ -339,9 +342,12 @@ def _graph_error(response: GraphResponse) -> ProfileError:
     )
 
 
-def _request(method: str, *, body: dict | None = None, params: dict | None = None) -> dict:
-    """One Graph API call; the parsed JSON answer, or ``ProfileError``."""
-    if not graph_token():
+def _request(method: str, *, body: dict | None = None, params: dict | None = None, page_id: str = "") -> dict:
+    """One Graph API call with ``page_id``'s token (``messenger.pages``; none: the env token)."""
+    token = page_token(page_id=page_id) if page_id else graph_token()
+    if not token:
+        if page_id:
+            raise ProfileError("no_token", f"no token serves page {page_id}: nothing can be sent")
         raise ProfileError("no_token", "MESSENGER_PAGE_ACCESS_TOKEN is not set: nothing can be sent")
     headers = None
     data = None
@@ -350,7 +356,7 @@ def _request(method: str, *, body: dict | None = None, params: dict | None = Non
         headers = {"Content-Type": "application/json"}
         data = profile_encode(body=body).encode("utf-8")
     try:
-        response = graph_request(method, _PATH, data=data, params=params, headers=headers)
+        response = graph_request(method, _PATH, data=data, params=params, headers=headers, token=token)
     except GraphUnreachable as exc:
         error = ProfileError("network", f"no answer from the Graph API ({exc.exc_name})")
         logger.warning("messenger.profile.failed", extra={"method": method, "error_kind": "network"})
@@ -376,7 +382,7 @@ def _request(method: str, *, body: dict | None = None, params: dict | None = Non
     return answer
 
 
-def profile_set(*, profile: dict) -> dict:
+def profile_set(*, profile: dict, page_id: str = "") -> dict:
     """POST ``profile`` (validated first) to the Messenger Profile API; Facebook's answer.
 
     Only the fields present are changed; others stay as they are on the page.
@@ -384,24 +390,24 @@ def profile_set(*, profile: dict) -> dict:
     problems = profile_validate(profile=profile)
     if problems:
         raise _invalid("the profile", problems)
-    answer = _request("POST", body=profile)
+    answer = _request("POST", body=profile, page_id=page_id)
     logger.info("messenger.profile.set", extra={"fields": sorted(profile)})
     return answer
 
 
-def profile_show(*, fields: list[str] | tuple[str, ...] = PROFILE_FIELDS) -> dict:
+def profile_show(*, fields: list[str] | tuple[str, ...] = PROFILE_FIELDS, page_id: str = "") -> dict:
     """The page's current profile for ``fields`` (Graph's ``data[0]``; ``{}`` when none is set)."""
     names = profile_fields_check(fields=fields)
-    answer = _request("GET", params={"fields": ",".join(names)})
+    answer = _request("GET", params={"fields": ",".join(names)}, page_id=page_id)
     data = answer.get("data")
     if isinstance(data, list):
         return data[0] if data and isinstance(data[0], dict) else {}
     return answer
 
 
-def profile_delete(*, fields: list[str] | tuple[str, ...]) -> dict:
+def profile_delete(*, fields: list[str] | tuple[str, ...], page_id: str = "") -> dict:
     """DELETE ``fields`` from the page's profile; Facebook's answer."""
     body = profile_delete_body(fields=fields)
-    answer = _request("DELETE", body=body)
+    answer = _request("DELETE", body=body, page_id=page_id)
     logger.info("messenger.profile.deleted", extra={"fields": body["fields"]})
     return answer

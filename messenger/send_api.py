@@ -29,30 +29,29 @@ been delivered (the Send API has no idempotency key): they are never retried her
 ``in_doubt`` for ``messenger.delivery`` to settle by the message's echo.
 
 Retries (tenacity): a transient failure (one that surely did not go out) is retried up to
-``MESSENGER_MAX_RETRIES`` times, waiting ``MESSENGER_RETRY_BASE_MS * 2**(n-1)`` (1 s, 2 s, 4 s by
-default). A rate-limited failure waits :data:`RATE_LIMIT_WAIT_FACTOR` times longer (4 s, 8 s, 16 s):
-Facebook counts its throughput limits over a sliding window, so retrying after one second mostly
-lands in the same window and adds to the count. Every wait is capped at :data:`MAX_WAIT_MS`. No
-jitter within one send (fixed waits are testable); the parked retries that follow a cooldown are
-spread out by ``messenger.delivery``. Tests patch :func:`_sleep`.
+``MESSENGER_MAX_RETRIES`` times, waiting ``MESSENGER_RETRY_BASE_MS * 2**(n-1)``; a rate-limited one
+waits :data:`RATE_LIMIT_WAIT_FACTOR` times longer (Facebook counts over a sliding window); every wait
+is capped at :data:`MAX_WAIT_MS`. Tests patch :func:`_sleep`.
 
-Circuit breaker (``messenger.circuit``): each HTTP attempt asks for a permit first. Every failed
-attempt of a page-wide kind (``graph_errors.API_FAILURE_KINDS``: transient, rate_limited, auth,
-page_blocked, a timeout in doubt) is one API failure; a success resets the count; an error of one
-recipient or one message (unavailable, permission, message_transient, invalid_request, unknown)
-neither counts nor resets (they say
-nothing about the API's health, and a flood of them must not hide an outage). When the circuit opens
-during our retries (our failure tripped it, or another process did), we stop retrying and return a
-``deferred`` result. A half-open probe is a single attempt without retries; any answer from Facebook
-other than an API failure (even "user unavailable") proves the API is up and closes the circuit.
-A throttled answer (4, 32, 613) whose usage headers say when access returns opens the circuit for
-that long (``messenger.usage``, bounded) instead of counting towards the fixed cooldown.
+Circuit breaker (``messenger.circuit``): each HTTP attempt asks for a permit. A failed attempt of a
+page-wide kind (``graph_errors.API_FAILURE_KINDS``) is one API failure and a success resets the
+count; an error of one recipient or one message neither counts nor resets. When the circuit opens
+during our retries we stop and return ``deferred``. A half-open probe is one attempt; any answer
+other than an API failure closes the circuit. A throttled answer (4, 32, 613) whose usage headers
+say when access returns opens the circuit for that long (``messenger.usage``, bounded). The
+reasoning behind each rule: docs/send_api.md.
 
 A page's token (``messenger.token_health``): a send that names its ``page_id`` asks the page's token
 gate first; while the token is marked failing no call is made and the result is ``deferred`` with
 ``error_kind`` ``token_failing``. An ``auth`` answer marks the token (one ERROR per incident, logged
-there) and comes back the same way, deferred, not failed; it does not count against the circuit,
-which is shared by every page: one page's dead token must not stop the others.
+there) and comes back the same way, deferred, not failed; it does not count against the circuit.
+
+Several pages (``messenger.pages``): a send that names its ``page_id`` is made with that page's
+token (``page_token``) behind that page's own circuit (``get_breaker(page_id=...)``): Facebook
+limits each page on its own, and one page's throttling must not stop the others. A send with no
+page uses ``MESSENGER_PAGE_ACCESS_TOKEN`` and the ``send_api`` circuit, as before pages. A page
+with no token while other pages have one is never sent for: ``invalid_request``, logged as
+``messenger.send.unknown-page`` (the pipeline keeps such events as ``unknown_page`` before this).
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
-from messenger import token_health
+from messenger import pages, token_health
 from messenger.circuit import Permit, get_breaker
 from messenger.graph import GraphUnreachable, graph_request, graph_token, reset_session
 from messenger.graph_errors import (
@@ -177,10 +176,10 @@ class _Attempt:
     error: str = field(default="", repr=False)
 
 
-def _post_once(*, body: dict) -> _Attempt:
-    """One HTTP call; never raises for network errors (they come back classified)."""
+def _post_once(*, body: dict, token: str) -> _Attempt:
+    """One HTTP call with ``token``; never raises for network errors (they come back classified)."""
     try:
-        response = graph_request("POST", "/me/messages", json=body)
+        response = graph_request("POST", "/me/messages", json=body, token=token)
     except GraphUnreachable as exc:
         kind, _code, _subcode, _trace = classify_error(http_status=None, body=None, exc=exc.cause)
         return _Attempt(kind=kind, error=str(exc))  # the client's text: already scrubbed
@@ -209,13 +208,17 @@ def _dry_run(*, body: dict, context: dict, is_message: bool) -> SendResult:
 
 # --- the send loop ----------------------------------------------------------------------------
 def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool, page_id: str = "") -> SendResult:
-    if not graph_token():
-        return _dry_run(body=body, context=context, is_message=is_message)
+    token = pages.page_token(page_id=page_id) if page_id else graph_token()
+    if not token:
+        if not page_id or pages.pages_dry_run():
+            return _dry_run(body=body, context=context, is_message=is_message)
+        logger.error("messenger.send.unknown-page", extra={**context, "page_id": page_id})
+        return SendResult(ok=False, error_kind=SendErrorKind.INVALID_REQUEST)
     gate = token_health.token_gate(page_id=page_id)
     if not gate.allowed:
         return _token_deferred(gate=gate, failure=None, attempts=0, context=context)
 
-    breaker = get_breaker()
+    breaker = get_breaker(page_id=page_id)
     http_attempts = 0
     last_failure: _Attempt | None = None
 
@@ -225,7 +228,7 @@ def _deliver(*, body: dict, context: dict, max_attempts: int, is_message: bool, 
         if not permit.allowed:
             return _Attempt(refused=True, retry_after_ms=permit.retry_after_ms)
         http_attempts += 1
-        outcome = _post_once(body=body)
+        outcome = _post_once(body=body, token=token)
         outcome.was_probe = permit.is_probe
         usage_record(page_id=page_id, usage=outcome.usage)
         if outcome.ok:

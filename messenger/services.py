@@ -25,7 +25,7 @@ from messenger.models import InboundMessage, OutboundPart
 logger = logging.getLogger("messenger.pipeline")
 
 Status = InboundMessage.Status
-_WARN_STATUSES = (Status.FAILED, Status.DEFERRED, Status.EXPIRED)
+_WARN_STATUSES = (Status.FAILED, Status.DEFERRED, Status.EXPIRED, Status.UNKNOWN_PAGE)
 
 
 def inbound_start(*, inbound: InboundMessage, worker_name: str) -> bool:

@@ -28,11 +28,11 @@ retried about once a recheck period, and goes out within one period of a new tok
 Recovery: a success of a send admitted while the page was marked deletes the marker; the one caller
 whose ``DEL`` removed it logs ``messenger.token.recovered`` (INFO).
 
-Tokens: :func:`messenger.pages.page_token` is the one place a page's token is looked up. Today every page uses
-``MESSENGER_PAGE_ACCESS_TOKEN`` (a new one takes effect on restart); per-page tokens in the database
-plug in there. A send with no page (``messenger_simulate``, a unit test of the Send API) is not
-gated. Redis down: the gate fails open (a send is tried), and marking is skipped; the Send API's
-own errors still park the message.
+Tokens: :func:`messenger.pages.page_token` is the one place a page's token is looked up: a page
+added with ``messenger_page`` (a replaced token takes effect within ``PAGES_CACHE_SECONDS``), else
+``MESSENGER_PAGE_ACCESS_TOKEN`` (a new one takes effect on restart). A send with no page (a unit
+test of the Send API) is not gated. Redis down: the gate fails open (a send is tried), and marking
+is skipped; the Send API's own errors still park the message.
 """
 
 from __future__ import annotations

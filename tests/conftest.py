@@ -53,6 +53,19 @@ def _clean_redis():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_database_pages():
+    """Each test starts knowing no ``Page`` rows, without a query; ``page_add`` and friends clear it.
+
+    A test that creates ``Page`` rows through the ORM calls ``messenger.pages.pages_cache_clear()``.
+    """
+    from messenger.pages import pages_cache_clear, pages_cache_prime_empty
+
+    pages_cache_prime_empty()
+    yield
+    pages_cache_clear()
+
+
 @pytest.fixture
 def post_webhook(client):
     """Sign and POST a body (bytes, dict or fixture name) to the V2 webhook with the test client."""

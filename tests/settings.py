@@ -14,6 +14,8 @@ os.environ.setdefault("MESSENGER_VERIFY_TOKEN", "test-verify-token")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-for-the-test-suite-only")
 os.environ.setdefault("MESSENGER_PAGE_ACCESS_TOKEN", "")
 os.environ.setdefault("CHATBOT_ENGINE", "rules")
+# A fixed Fernet key for page tokens (pytest-django runs with DEBUG off, so no dev key is derived).
+os.environ.setdefault("MESSENGER_TOKEN_KEYS", "Bl6QUaQjYg9AbJC_pfwHrIfaQi5qOfJWu4c9roSqIBc=")
 # Forced, not defaulted: a developer's own SENTRY_DSN must never receive the test suite's errors.
 os.environ["SENTRY_DSN"] = ""
 

@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from messenger import circuit
-from messenger.circuit import CircuitBreaker, Permit, get_breaker
+from messenger.circuit import CircuitBreaker, Permit, circuit_pages, get_breaker
 
 
 @pytest.fixture
@@ -236,3 +236,15 @@ def test_get_breaker_returns_the_send_api_singleton():
     """get_breaker() is one process-wide breaker named send_api."""
     assert get_breaker() is get_breaker()
     assert get_breaker().name == "send_api"
+
+
+@override_settings(MESSENGER_CIRCUIT_FAILURE_THRESHOLD=1)
+def test_get_breaker_one_circuit_per_page():
+    """One page's open circuit leaves another page's (and the page-less one) closed."""
+    assert get_breaker(page_id="111") is get_breaker(page_id="111")
+    assert get_breaker(page_id="111").name == "send_api:111"
+    throttled = get_breaker(page_id="222")
+    assert throttled.record_failure(throttled.acquire()) == "opened"
+    assert get_breaker(page_id="222").state() == "open"
+    assert get_breaker(page_id="111").state() == "closed" and get_breaker().state() == "closed"
+    assert circuit_pages() == ["222"]

@@ -71,7 +71,7 @@ def test_circuit_open_defers_message_and_delivers_after_close(post_webhook, grap
     assert scheduled == [row.job_id]
 
     graph.replace(responses.POST, GRAPH, json=load_fixture_graph("send_success"))
-    get_breaker().reset()
+    get_breaker(page_id=row.page_id).reset()  # one circuit per page
     InboundMessage.objects.filter(id=row.id).update(not_before=None)
     process_inbound(row.id)
     row.refresh_from_db()
@@ -283,7 +283,7 @@ def test_page_wide_outage_holds_the_sender_in_order_and_loses_nothing(post_webho
         assert list(InboundMessage.objects.order_by("fb_timestamp").values_list("status", flat=True)) == [
             "deferred", "queued",
         ]
-        get_breaker().reset()
+        get_breaker(page_id=InboundMessage.objects.get(mid="m_1").page_id).reset()
         InboundMessage.objects.filter(mid="m_1").update(not_before=None)
         process_inbound(InboundMessage.objects.get(mid="m_1").id)
     order = list(InboundMessage.objects.order_by("finished_at").values_list("mid", "status"))

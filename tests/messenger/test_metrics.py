@@ -181,7 +181,7 @@ def test_metrics_circuit_closed_under_default_page(client):
                    MESSENGER_CIRCUIT_COOLDOWN_MS=60_000)
 def test_metrics_circuit_open_under_configured_page(client):
     """Two failures trip a threshold of 2: the configured page's circuit reads open, 2 failures."""
-    breaker = get_breaker()
+    breaker = get_breaker(page_id=PAGE)
     for _ in range(2):
         breaker.record_failure(breaker.acquire())
 
@@ -190,6 +190,23 @@ def test_metrics_circuit_open_under_configured_page(client):
     assert samples["messenger_circuit_state"][(("page", PAGE), ("state", "open"))] == 1.0
     assert samples["messenger_circuit_state"][(("page", PAGE), ("state", "closed"))] == 0.0
     assert samples["messenger_circuit_failures"] == {(("page", PAGE),): 2.0}
+
+
+@override_settings(MESSENGER_PAGE_ID="", MESSENGER_CIRCUIT_FAILURE_THRESHOLD=1)
+def test_metrics_circuit_per_page_each_page_its_own_state(client):
+    """Two pages: one page's open circuit is reported under it; the other page's stays closed."""
+    from messenger.pages import page_add
+
+    page_add(page_id="111111", name="A", token="EAAtokenA")
+    page_add(page_id="222222", name="B", token="EAAtokenB")
+    breaker = get_breaker(page_id="222222")
+    breaker.record_failure(breaker.acquire())
+
+    states = scrape(client)["messenger_circuit_state"]
+
+    assert states[(("page", "111111"), ("state", "closed"))] == 1.0
+    assert states[(("page", "222222"), ("state", "open"))] == 1.0
+    assert states[(("page", "default"), ("state", "closed"))] == 1.0
 
 
 def test_metrics_send_outcomes_count_each_class(client):

@@ -358,3 +358,34 @@ def test_load_malformed_json_names_file(tmp_path):
     bad.write_text("{oops")
     with pytest.raises(ProfileError, match=r"p\.json is not valid JSON: .* at line 1, column 2"):
         profile_load(bad)
+
+
+# --- --page (several pages) ----------------------------------------------------------------------
+@pytest.mark.django_db
+def test_set_with_page_uses_that_pages_token(mocked):
+    """`--page` sends with the chosen page's token, among several."""
+    from messenger.pages import page_add
+
+    page_add(page_id="1001", name="A", token="EAAprofileTokenA")
+    page_add(page_id="1002", name="B", token="EAAprofileTokenB")
+    mocked.add(responses.POST, PROFILE_URL, json=SUCCESS)
+    out, err = run("--page", "1002", "set")
+    assert mocked.calls[0].request.headers["Authorization"] == "Bearer EAAprofileTokenB"
+    assert "EAAprofileToken" not in out + err
+
+
+@pytest.mark.django_db
+def test_set_without_page_among_several_pages_is_refused(mocked):
+    from messenger.pages import page_add
+
+    page_add(page_id="1001", name="A", token="EAAprofileTokenA")
+    with pytest.raises(CommandError, match="--page"):
+        run("set")
+    assert len(mocked.calls) == 0
+
+
+@pytest.mark.django_db
+def test_set_with_unknown_page_is_refused(mocked):
+    with override_settings(MESSENGER_PAGE_ID="1001"), pytest.raises(CommandError, match="no token serves page 1009"):
+        run("--page", "1009", "set")
+    assert len(mocked.calls) == 0

@@ -568,3 +568,28 @@ def test_sender_action_dry_run(graph_api):
     assert result.ok and result.dry_run and result.message_id == ""
     assert DRY_RUN_LOG[-1] == {"recipient": {"id": PSID}, "sender_action": "typing_off"}
     assert len(graph_api.calls) == 0
+
+
+# --- several pages (messenger.pages) ------------------------------------------------------------
+@pytest.mark.django_db
+def test_send_message_uses_the_page_token_of_page_id(graph_api):
+    """A send naming its page goes out with that page's token, not MESSENGER_PAGE_ACCESS_TOKEN."""
+    from messenger.pages import page_add
+
+    page_add(page_id="777", name="Other", token="EAAotherPageToken")
+    answer(graph_api, "send_success")
+    answer(graph_api, "send_success")
+    assert send_message(psid=PSID, message=MESSAGE, page_id="777").ok
+    assert send_sender_action(psid=PSID, action="typing_on", page_id="777").ok
+    headers = [call.request.headers["Authorization"] for call in graph_api.calls]
+    assert headers == ["Bearer EAAotherPageToken", "Bearer EAAotherPageToken"]
+
+
+@pytest.mark.django_db
+def test_send_message_for_a_page_without_token_is_not_sent(graph_api, caplog):
+    """Pages are configured but none serves this one: no call, invalid_request, logged without a token."""
+    with override_settings(MESSENGER_PAGE_ID="888"):
+        result = send_message(psid=PSID, message=MESSAGE, page_id="999")
+    assert not result.ok and result.error_kind == SendErrorKind.INVALID_REQUEST
+    assert len(graph_api.calls) == 0
+    assert "messenger.send.unknown-page" in [record.getMessage() for record in caplog.records]

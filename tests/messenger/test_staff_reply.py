@@ -129,7 +129,7 @@ def test_staff_reply_on_open_circuit_is_deferred_and_sent_later(
     """The staff send is circuit-aware: refused while open, the job is scheduled again, then it goes."""
     conversation = user_wrote(hours_ago=1)
     post_staff_reply(admin_client, django_capture_on_commit_callbacks, conversation, "One moment")
-    breaker = circuit.get_breaker()
+    breaker = circuit.get_breaker(page_id=conversation.page_id)
     for _ in range(10):
         breaker.record_failure(breaker.acquire())
 

@@ -97,7 +97,7 @@ def test_throttled_answer_opens_circuit_for_the_estimated_minutes(graph_api, clo
     _throttled(graph_api, code=613, minutes=5)
     result = send_message(psid="1254477777772919", message={"text": "hi"}, page_id=PAGE)
 
-    breaker = get_breaker()
+    breaker = get_breaker(page_id=PAGE)  # one circuit per page
     assert result.deferred and result.error_kind == SendErrorKind.CIRCUIT_OPEN
     assert result.retry_after_ms == 300_000
     assert result.attempts == 1  # no retry: Facebook said when to come back
@@ -146,7 +146,7 @@ def test_throttle_without_estimate_keeps_the_fixed_cooldown(graph_api, clock, mo
     with override_settings(MESSENGER_MAX_RETRIES=4):
         result = send_message(psid="1254477777772919", message={"text": "hi"}, page_id=PAGE)
     assert result.deferred and result.attempts == 5
-    assert get_breaker().opened_until_ms() == T0 + 30_000
+    assert get_breaker(page_id=PAGE).opened_until_ms() == T0 + 30_000
 
 
 # --- keeping the figures ----------------------------------------------------------------------

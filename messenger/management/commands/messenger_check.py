@@ -15,7 +15,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from messenger.page_checks import CheckRow, pages_check
-from messenger.pages import pages_configured
+from messenger.pages import pages_configured, pages_unreadable
+
+UNREADABLE_DETAIL = (
+    "stored token unreadable: no key in MESSENGER_TOKEN_KEYS decrypts it; put the old key back and run "
+    "messenger_page rotate, or add the page again (docs/pages.md)"
+)
 
 
 def format_table(rows: list[CheckRow]) -> str:
@@ -41,6 +46,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         url = options["webhook_url"] or settings.MESSENGER_WEBHOOK_URL
         rows = pages_check(pages=pages_configured(), webhook_url=url)
+        # A stored page whose token cannot be decrypted is not served at all: say so first.
+        rows[0:0] = [
+            CheckRow(page_id, "token", False, UNREADABLE_DETAIL) for page_id in pages_unreadable()
+        ]
         ok = all(row.ok for row in rows)
         if options["json"]:
             self.stdout.write(json.dumps({"ok": ok, "rows": [row.as_dict() for row in rows]}, indent=2))

@@ -184,3 +184,19 @@ def test_check_graph_unreachable_names_the_error_only(fake_graph):
     assert code == 1
     assert "Graph API unreachable (ConnectionError)" in out
     assert TOKEN not in out + err
+
+
+@pytest.mark.django_db
+def test_check_names_a_stored_page_whose_token_no_key_decrypts(fake_graph):
+    """A page stored under a key since removed is not served: the check says so and exits non-zero."""
+    from cryptography.fernet import Fernet
+
+    from messenger.pages import page_add, pages_cache_clear
+
+    with override_settings(MESSENGER_TOKEN_KEYS=[Fernet.generate_key().decode()]):
+        page_add(page_id="6060", name="Lost", token="EAAlostPageToken")
+    pages_cache_clear()
+    code, out, _err = run()
+    assert code == 1
+    assert out.splitlines()[1].split()[:3] == ["6060", "token", "PROBLEM"]
+    assert "messenger_page rotate" in out and "EAAlostPageToken" not in out
