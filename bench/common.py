@@ -107,20 +107,19 @@ def ensure_database(url: str) -> None:
 
 
 def prepare_database(name: str, env: dict[str, str]) -> str:
-    """Create ``<PG_DB_PREFIX><name>`` when missing, migrate it, and empty the apps' tables.
+    """Create ``<PG_DB_PREFIX><name>`` afresh (dropped first when it exists) and migrate it.
 
     Returns its URL. ``env`` is the environment the project runs with (``manage.py migrate`` runs
     as a subprocess in it, so the bench process never imports Django).
     """
     url = database_url(name)
-    ensure_database(url)
+    db.recreate_database(url)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,
         env={**env, "DATABASE_URL": url},
         check=True,
     )
-    db.truncate_app_tables(url)
     return url
 
 

@@ -28,6 +28,23 @@ def ensure_database(url: str) -> bool:
         return True
 
 
+def recreate_database(url: str) -> None:
+    """Drop the PostgreSQL database named in ``url`` (ending its sessions) and create it empty.
+
+    A bench database outlives its run; migrated with an older migration history (a branch, a
+    squash) it would refuse the current one. Starting from nothing every run costs a few seconds of
+    migrations and removes that whole class of stale state.
+    """
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    db_name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
+
+
 def truncate_app_tables(url: str) -> None:
     """Empty the messenger, conversations and observability tables (a clean slate per run)."""
     from psycopg import sql
