@@ -477,8 +477,9 @@ def plan_delivery_faults(args, rng: random.Random, load_s: float, users: list[st
     stretch, when one is paused (SIGSTOP) past its lease and resumed, and which users are poisoned
     (their first message can never be sent)."""
     # After the 5xx and hang stretches and the Redis restart, so the SIGTERM finds a worker at work.
+    # As long as the 5xx stretch: a shorter one could pass while both workers are stopped or killed.
     late_from = 0.72 * load_s
-    late_to = late_from + args.fault_seconds / 2
+    late_to = late_from + args.fault_seconds
     lease_s = SOAK_SETTINGS["MESSENGER_LEASE_SECONDS"]
     return {
         "late": (late_from, late_to),
