@@ -91,7 +91,8 @@ def _last_user_message(field: str) -> Subquery:
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     form = ConversationStaffForm
-    list_display = ("psid", "page_id", "status", "waiting", "last_user_message", "last_activity", "message_count")
+    # Fits 1400 px with the sidebar and filters: the message count and the device id are on the page.
+    list_display = ("psid", "page_id", "status", "waiting", "last_user_message", "last_activity")
     list_filter = (WaitingFilter, "status")
     search_fields = ("psid",)  # shows the box; get_search_results does the matching
     search_help_text = "A word of a message, part of a PSID, or an exact device id."
@@ -112,9 +113,11 @@ class ConversationAdmin(admin.ModelAdmin):
         "thread_owner_app_id",
         "transcript",
         "reply_policy",
+        "waiting",
+        "last_activity",
     )
     fieldsets = (
-        (None, {"fields": (("psid", "page_id", "status"), ("waiting_since", "last_activity_at", "message_count"))}),
+        (None, {"fields": (("psid", "page_id", "status"), ("waiting", "last_activity", "message_count"))}),
         ("Transcript", {"fields": ("transcript",)}),
         ("Staff reply", {"fields": ("reply_policy", "staff_reply")}),
         (
@@ -202,10 +205,14 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="Last user message")
     def last_user_message(self, obj: Conversation):
         text = getattr(obj, "last_user_text", None) or ""
-        if len(text) > 70:
-            text = text[:69] + "…"
+        if len(text) > 90:
+            text = text[:89] + "…"
         at = getattr(obj, "last_user_at", None)
-        return format_html('{} <span style="color:#888;font-size:11px">{}</span>', text, when(at) if at else "")
+        return format_html(
+            '<div style="min-width:220px;max-width:420px">{}<div style="color:#888;font-size:11px">{}</div></div>',
+            text,
+            when(at) if at else "",
+        )
 
     @admin.display(description="Last activity", ordering="last_activity_at")
     def last_activity(self, obj: Conversation):
