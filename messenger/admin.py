@@ -114,8 +114,16 @@ class InboundMessageAdmin(_ReadOnly, admin.ModelAdmin):
 class StaffReplyAdmin(_ReadOnly, admin.ModelAdmin):
     """Read-only: what became of each staff reply (queued, deferred, sent, failed and why)."""
 
-    list_display = ("id", "author", "status", "status_reason", "messaging_type", "tag", "created_at", "sent_at")
+    list_display = ("id", "author", "status", "status_reason", "messaging_type", "tag", "created", "sent")
     list_filter = ("status", "tag")
     search_fields = ("=psid", "=author")
     ordering = ("-created_at", "-id")
     show_full_result_count = False
+
+    @admin.display(description="Created (UTC)", ordering="created_at")
+    def created(self, obj: StaffReply):
+        return when(obj.created_at)
+
+    @admin.display(description="Sent (UTC)", ordering="sent_at")
+    def sent(self, obj: StaffReply):
+        return when(obj.sent_at)
