@@ -55,6 +55,8 @@ class Conversation(models.Model):
                 condition=Q(waiting_since__isnull=False),
                 name="conversation_waiting_idx",
             ),
+            # Search by part of a PSID and by message text: trigram GIN indexes made by migration 0003
+            # on PostgreSQL only (UPPER(col) gin_trgm_ops, the expression Django's icontains compares).
         ]
 
     def __str__(self) -> str:

@@ -24,23 +24,61 @@ class StaffOutcome:
     message: str
 
 
+@dataclass(frozen=True)
+class TranscriptMarker:
+    """What happened to one user message that was not answered normally, for the transcript.
+
+    ``kind`` is the inbound status (failed, deferred, expired, handed_over), ``reason`` a sentence
+    for staff, ``detail`` the developer text, ``url`` the inbound row's admin page.
+    """
+
+    kind: str
+    label: str
+    reason: str
+    detail: str = ""
+    fbtrace_id: str = ""
+    url: str = ""
+
+
 ReplyHandler = Callable[..., StaffOutcome]  # (*, conversation, text, author) -> StaffOutcome
 GiveBackHandler = Callable[..., StaffOutcome]  # (*, conversation, author) -> StaffOutcome
+PreviewHandler = Callable[..., StaffOutcome]  # (*, conversation) -> StaffOutcome
+MarkersHandler = Callable[..., dict[str, TranscriptMarker]]  # (*, conversation) -> {mid: marker}
 
 
 @dataclass
 class _Handlers:
     reply: ReplyHandler | None = None
     give_back: GiveBackHandler | None = None
+    preview: PreviewHandler | None = None
+    markers: MarkersHandler | None = None
 
 
 _handlers = _Handlers()
 
 
-def staff_handlers_register(*, reply: ReplyHandler, give_back: GiveBackHandler) -> None:
+def staff_handlers_register(
+    *,
+    reply: ReplyHandler,
+    give_back: GiveBackHandler,
+    preview: PreviewHandler | None = None,
+    markers: MarkersHandler | None = None,
+) -> None:
     """Set the channel's handlers (called once from its ``ready``; a later call replaces them)."""
     _handlers.reply = reply
     _handlers.give_back = give_back
+    _handlers.preview = preview
+    _handlers.markers = markers
+
+
+def staff_reply_preview(*, conversation: Conversation) -> StaffOutcome | None:
+    """How a staff reply would go now (normal, ``HUMAN_AGENT``, or refused); ``None`` without a channel."""
+    return None if _handlers.preview is None else _handlers.preview(conversation=conversation)
+
+
+def staff_transcript_markers(*, conversation: Conversation) -> dict[str, TranscriptMarker]:
+    """The channel's markers for the transcript, by message id; empty without a channel."""
+    return {} if _handlers.markers is None else _handlers.markers(conversation=conversation)
 
 
 def staff_reply_submit(*, conversation: Conversation, text: str, author: str) -> StaffOutcome:

@@ -18,6 +18,9 @@ class MessengerConfig(AppConfig):
         reply_limits_register(limits=REPLY_LIMITS)
         # The conversation admin's staff reply and give-back reach the channel without importing it.
         from conversations.staff_handlers import staff_handlers_register
+        from messenger.inbox_view import staff_reply_preview, transcript_markers
         from messenger.staff_reply import staff_give_back, staff_reply_queue
 
-        staff_handlers_register(reply=staff_reply_queue, give_back=staff_give_back)
+        staff_handlers_register(
+            reply=staff_reply_queue, give_back=staff_give_back, preview=staff_reply_preview, markers=transcript_markers
+        )

@@ -52,7 +52,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from conversations.models import Conversation
-from conversations.people import conversation_bot_silenced
+from conversations.people import conversation_bot_silenced, conversation_mark_waiting
 from conversations.services import conversation_mark_unreachable, message_append
 from messenger import send_api, token_health
 from messenger.graph_errors import API_FAILURE_KINDS, MESSAGE_RETRY_KINDS
@@ -213,7 +213,9 @@ def _send_failed(
 ) -> str:
     """Apply the failure policy (module docstring) to the part that failed; returns the message's status."""
     kind = result.error_kind or SendErrorKind.UNKNOWN
-    outbound_part_record_error(part=part, error_kind=kind.value, error_code=result.error_code)
+    outbound_part_record_error(
+        part=part, error_kind=kind.value, error_code=result.error_code, fbtrace_id=result.fbtrace_id
+    )
     if result.deferred:
         delay = max(result.retry_after_ms or settings.MESSENGER_CIRCUIT_COOLDOWN_MS, 1000)
         token = kind == SendErrorKind.TOKEN_FAILING
@@ -236,7 +238,7 @@ def _send_failed(
             reason = "Facebook: outside the messaging window"
             return inbound_finish(inbound=inbound, status=Status.EXPIRED, reason=reason)
         reason = f"recipient: {kind.value} (code {result.error_code})"
-        return inbound_finish(inbound=inbound, status=Status.FAILED, reason=reason)
+        return _failed(inbound, conversation, reason)
     if kind in API_FAILURE_KINDS:
         return _park(inbound, jittered_ms(PARKED_RETRY_MS), f"send failed after retries: {kind.value}")
     if kind in MESSAGE_RETRY_KINDS and part.attempts < MESSAGE_MAX_ATTEMPTS:
@@ -251,6 +253,13 @@ def _send_failed(
         reason = f"gave up after {part.attempts} attempts: {kind.value} (code {result.error_code})"
     else:
         reason = f"Facebook refused the message: {kind.value} (code {result.error_code})"
+    return _failed(inbound, conversation, reason)
+
+
+def _failed(inbound: InboundMessage, conversation: Conversation | None, reason: str) -> str:
+    """The reply could not be sent: the message ends ``failed`` and a person is asked to answer instead."""
+    if conversation is not None:
+        conversation_mark_waiting(conversation=conversation)
     return inbound_finish(inbound=inbound, status=Status.FAILED, reason=reason)
 
 

@@ -5,7 +5,9 @@ the conversation list as well as the inbox list. The conversations app must not 
 so the action is added to its admin from here (``ConversationAdmin.actions``), the arrow still
 pointing down. Like Django's own "Delete selected", it asks for confirmation first, then calls
 ``messenger.forget.user_forget`` once per distinct user (page, PSID) among the selected rows, with
-the staff username as the actor. It needs the delete permission on the list's model.
+the staff username as the actor. It needs the delete permission on the list's model
+(``has_forget_permission`` on both admins asks Django's permissions for it), although neither admin
+offers a Delete itself: erasing a user is this action's job, done whole, never a row at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from messenger.forget import ForgetResult, user_forget
 CONFIRM_TEMPLATE = "admin/messenger/forget_confirmation.html"
 
 
-@admin.action(description="Forget these users (delete everything stored about them)", permissions=["delete"])
+@admin.action(description="Forget these users (delete everything stored about them)", permissions=["forget"])
 def forget_users(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
     users = sorted(set(queryset.values_list("page_id", "psid")))
     if request.POST.get("confirm") != "yes":

@@ -127,6 +127,11 @@ class InboundMessage(models.Model):
             ),
             # Retention walks finished rows oldest first (messenger.retention.inbound_prune).
             models.Index(fields=["finished_at"], name="inbound_finished_idx"),
+            # The admin list: newest first, its "received" and kind filters (fixed choices, no DISTINCT).
+            models.Index(fields=["-received_at", "-id"], name="inbound_received_idx"),
+            models.Index(fields=["kind", "received_at"], name="inbound_kind_idx"),
+            # Search by text and part of a PSID uses trigram GIN indexes made by migration 0007 on
+            # PostgreSQL only (UPPER(col) gin_trgm_ops, the expression Django's icontains compares).
         ]
 
     def __str__(self) -> str:
@@ -160,6 +165,8 @@ class OutboundPart(models.Model):
     fb_message_id = models.CharField(max_length=255, blank=True, default="")
     error_kind = models.CharField(max_length=32, blank=True, default="")
     error_code = models.IntegerField(null=True, blank=True)
+    # Facebook's trace id of the last failed send, shown in the transcript for a bug report to Meta.
+    fbtrace_id = models.CharField(max_length=64, blank=True, default="")
     # Sent as the Send API's ``message.metadata``; Facebook echoes it back (``messenger.echoes``).
     token = models.CharField(max_length=64, blank=True, default="", db_index=True)
     # Send API calls made for this part, and when the last one started (the echo wait runs from it).

@@ -185,9 +185,18 @@ def outbound_part_mark_pending(*, part: OutboundPart) -> bool:
     return bool(updated)
 
 
-def outbound_part_record_error(*, part: OutboundPart, error_kind: str, error_code: int | None) -> None:
-    """The last send of the part failed this way; it stays pending (to be tried again) unless marked failed."""
-    OutboundPart.objects.filter(id=part.id).update(error_kind=error_kind, error_code=error_code)
+def outbound_part_record_error(
+    *, part: OutboundPart, error_kind: str, error_code: int | None, fbtrace_id: str = ""
+) -> None:
+    """The last send of the part failed this way; it stays pending (to be tried again) unless marked failed.
+
+    ``fbtrace_id`` is Facebook's trace id of that answer: the transcript shows it, so staff can quote
+    it to Meta without searching the logs.
+    """
+    OutboundPart.objects.filter(id=part.id).update(
+        error_kind=error_kind, error_code=error_code, fbtrace_id=(fbtrace_id or "")[:64]
+    )
+    part.fbtrace_id = (fbtrace_id or "")[:64]
 
 
 def outbound_part_mark_failed(*, part: OutboundPart) -> None:

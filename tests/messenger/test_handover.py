@@ -115,6 +115,46 @@ def test_talk_to_a_person_without_handover_app_waits_for_staff(post_webhook, thr
     assert [b["message"]["text"] for b in sent_messages(thread_api)] == [texts.HANDOVER_NOTICE]
 
 
+def test_talk_to_human_payload_puts_conversation_in_waiting_queue_and_silences_bot(
+    post_webhook, thread_api, settings, admin_client
+):
+    """The TALK_TO_HUMAN button: waiting (first in the admin's list), and "hello??" gets no answer."""
+    settings.MESSENGER_HANDOVER_APP_ID = ""
+    Conversation.objects.create(page_id=PAGE, psid="someone-else", device_id="d-else")
+    body = load_fixture("postback")
+    item = body["entry"][0]["messaging"][0]
+    item["timestamp"] = int(time.time() * 1000)
+    item["postback"].update(payload="TALK_TO_HUMAN", title="Talk to a person")
+    body["entry"][0]["id"], item["sender"]["id"], item["recipient"]["id"] = PAGE, PSID, PAGE
+    post_webhook(body)
+    run_worker()
+    post_webhook(user_text("hello?? anyone there", "m_after"))
+    run_worker()
+
+    conversation = Conversation.objects.get(psid=PSID)
+    assert conversation.waiting_since is not None
+    assert InboundMessage.objects.get(mid="m_after").status == InboundMessage.Status.HANDED_OVER
+    assert [b["message"]["text"] for b in sent_messages(thread_api)] == [texts.HANDOVER_NOTICE]
+    listing = admin_client.get(reverse("admin:conversations_conversation_changelist"))
+    assert [c.psid for c in listing.context["cl"].result_list] == [PSID, "someone-else"]
+
+
+def test_give_back_button_resumes_the_bot(post_webhook, thread_api, settings, admin_client):
+    """After "Give back to the bot" on the conversation page, the user's next message is answered."""
+    settings.MESSENGER_HANDOVER_APP_ID = ""
+    post_webhook(user_text("I want a human", "m_1"))
+    run_worker()
+    conversation = Conversation.objects.get()
+    admin_client.post(reverse("admin:conversations_conversation_give_back", args=[conversation.pk]))
+    post_webhook(user_text("hello", "m_2"))
+    run_worker()
+
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.waiting_since) == ("active", None)
+    assert InboundMessage.objects.get(mid="m_2").status == InboundMessage.Status.ANSWERED
+    assert len(sent_messages(thread_api)) == 2
+
+
 def test_standby_message_is_recorded_and_not_answered(post_webhook, thread_api):
     """A message while another app owns the thread: a final row and a transcript line, no job, no send."""
     post_webhook(fresh("standby"))

@@ -1,0 +1,1 @@
+"""Template tags of the staff inbox (the admin index's waiting count)."""
