@@ -289,14 +289,33 @@ def _token_deferred(
     *, gate: token_health.TokenGate, failure: _Attempt | None, attempts: int, context: dict
 ) -> SendResult:
     """Deferred, not failed: the page's token is failing (``messenger.token_health`` logged it once)."""
-    failure = failure or _Attempt()
     retry_after = gate.retry_after_ms or int(settings.MESSENGER_TOKEN_RECHECK_MS)
-    if attempts:
-        extra = {"attempts": attempts, "retry_after_ms": retry_after, "error_code": failure.code}
-        logger.warning("messenger.send.deferred", extra={**context, **extra, "fbtrace_id": failure.fbtrace_id})
+    return _deferred(
+        SendErrorKind.TOKEN_FAILING, failure=failure, retry_after=retry_after, attempts=attempts,
+        context=context, log=bool(attempts),
+    )
+
+
+def _deferred(
+    kind: SendErrorKind, *, failure: _Attempt | None, retry_after: int, attempts: int, context: dict,
+    log: bool = True,
+) -> SendResult:
+    """One shape for every deferral (token failing, circuit open): the last failure's figures, no error."""
+    failure = failure or _Attempt()
+    if log:
+        logger.warning(
+            "messenger.send.deferred",
+            extra={
+                **context,
+                "attempts": attempts,
+                "retry_after_ms": retry_after,
+                "error_code": failure.code,
+                "fbtrace_id": failure.fbtrace_id,
+            },
+        )
     return SendResult(
         ok=False,
-        error_kind=SendErrorKind.TOKEN_FAILING,
+        error_kind=kind,
         error_code=failure.code,
         error_subcode=failure.subcode,
         fbtrace_id=failure.fbtrace_id,
@@ -341,27 +360,9 @@ def _result(outcome: _Attempt, *, last_failure: _Attempt | None, attempts: int, 
         outcome.circuit_opened = False
     if outcome.refused or outcome.circuit_opened:
         retry_after = outcome.retry_after_ms or int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS)
-        failure = last_failure or _Attempt()
-        logger.warning(
-            "messenger.send.deferred",
-            extra={
-                **context,
-                "attempts": attempts,
-                "retry_after_ms": retry_after,
-                "error_code": failure.code,
-                "fbtrace_id": failure.fbtrace_id,
-            },
-        )
-        return SendResult(
-            ok=False,
-            error_kind=SendErrorKind.CIRCUIT_OPEN,
-            error_code=failure.code,
-            error_subcode=failure.subcode,
-            fbtrace_id=failure.fbtrace_id,
-            http_status=failure.http_status,
-            attempts=attempts,
-            deferred=True,
-            retry_after_ms=max(0, retry_after),
+        return _deferred(
+            SendErrorKind.CIRCUIT_OPEN, failure=last_failure, retry_after=retry_after, attempts=attempts,
+            context=context,
         )
 
     kind = outcome.kind or SendErrorKind.UNKNOWN
