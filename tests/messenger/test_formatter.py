@@ -157,6 +157,11 @@ def test_format_reply_generic_template_matches_facebook_sample():
     ]
 
 
+def _postbacks(*titles: str) -> tuple[Button, ...]:
+    """Postback buttons whose payload is their title in capitals."""
+    return tuple(Button(title=title, payload=title.upper()) for title in titles)
+
+
 def _caps_card_only(**more) -> list[dict]:
     """The messages for a reply with no text, carried by one card, and ``more`` on it."""
     return format_reply(Reply(text="", cards=(Card(title="Caps", subtitle="For sunny days."),), **more))
@@ -233,16 +238,8 @@ def test_format_reply_keeps_640_character_button_text_in_the_template():
 
 def test_format_reply_moves_a_fourth_button_out_of_the_template():
     """Past three buttons, a postback becomes a quick reply and a URL becomes a line of text."""
-    reply = Reply(
-        text="Pick one.",
-        buttons=(
-            Button(title="One", payload="ONE"),
-            Button(title="Two", payload="TWO"),
-            Button(title="Three", payload="THREE"),
-            Button(title="Four", payload="FOUR"),
-            Button(title="Site", type="web_url", url="https://example.com/site"),
-        ),
-    )
+    site = Button(title="Site", type="web_url", url="https://example.com/site")
+    reply = Reply(text="Pick one.", buttons=(*_postbacks("One", "Two", "Three", "Four"), site))
     (message,) = format_reply(reply)
     payload = message["attachment"]["payload"]
     assert payload["text"] == "Pick one.\n\nSite: https://example.com/site"
