@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402 - after the path is set
+from harness.rows import inbound_text_make  # noqa: E402
 from harness.stats import percentile  # noqa: E402
 
 os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/chatbot_bench")
@@ -57,15 +58,9 @@ def queries_per_processed_message(run: str) -> int:
     psid = f"bench-q-{run}"
     counts = []
     for i in range(3):  # the first creates the conversation; the last is a returning user's message
-        row = InboundMessage.objects.create(
-            mid=f"{run}.q{i}",
-            page_id=PAGE_ID,
-            psid=psid,
-            kind="text",
-            text="help",
-            fb_timestamp=int(_time.time() * 1000),
-            status="queued",
-            queue_name="messenger_fast",
+        row = inbound_text_make(
+            mid=f"{run}.q{i}", page_id=PAGE_ID, psid=psid, text="help", fb_timestamp=int(_time.time() * 1000),
+            status="queued", queue_name="messenger_fast",
         )
         with CaptureQueriesContext(connection) as ctx:
             sender_drain(inbound_id=row.id, worker_name="bench")

@@ -187,11 +187,7 @@ class CircuitBreaker:
 
     def opened_until_ms(self) -> int:
         """When the open circuit lets a probe through (epoch ms; 0 when closed or Redis unreadable)."""
-        try:
-            return int(_redis().hget(self.key, "opened_until") or 0)
-        except RedisError as exc:
-            self._redis_unavailable("opened_until", exc)
-            return 0
+        return self._read_count("opened_until", what="opened_until")
 
     def state(self) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"``; ``"unknown"`` when Redis cannot be read."""
@@ -209,10 +205,14 @@ class CircuitBreaker:
 
     def failure_count(self) -> int:
         """Consecutive API failures counted so far (0 when Redis cannot be read)."""
+        return self._read_count("failures", what="failure_count")
+
+    def _read_count(self, field: str, *, what: str) -> int:
+        """A number kept in the circuit's hash, 0 when absent or when Redis cannot be read (logged as ``what``)."""
         try:
-            return int(_redis().hget(self.key, "failures") or 0)
+            return int(_redis().hget(self.key, field) or 0)
         except RedisError as exc:
-            self._redis_unavailable("failure_count", exc)
+            self._redis_unavailable(what, exc)
             return 0
 
     def reset(self) -> None:

@@ -19,13 +19,14 @@ logs ``messenger.pipeline.missing-row`` and stops).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from django.db import transaction
 
 from conversations.models import Conversation
 from conversations.services import conversations_forget
 from messenger.models import InboundMessage, OutboundPart
+from messenger.tally import Tally
 from observability.hashing import hash_psid
 from observability.services import events_forget
 
@@ -33,7 +34,7 @@ logger = logging.getLogger("messenger.forget")
 
 
 @dataclass(frozen=True)
-class ForgetResult:
+class ForgetResult(Tally):
     """How many of each kind were deleted."""
 
     inbound: int = 0
@@ -42,13 +43,6 @@ class ForgetResult:
     messages: int = 0
     cache_keys: int = 0
     events: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-    def __add__(self, other: ForgetResult) -> ForgetResult:
-        mine, theirs = self.as_dict(), other.as_dict()
-        return ForgetResult(**{kind: mine[kind] + theirs[kind] for kind in mine})
 
 
 def user_forget(*, page_id: str, psid: str, actor: str) -> ForgetResult:

@@ -41,6 +41,7 @@ MENU_TITLE_MAX_CHARS = 30
 PAYLOAD_MAX_CHARS = 1000
 ICE_BREAKERS_MAX_QUESTIONS = 4
 WEBVIEW_HEIGHT_RATIOS = ("compact", "tall", "full")
+_MENU_KEYS = {"locale", "composer_input_disabled", "disabled_surfaces", "call_to_actions"}
 _MENU_ITEM_KEYS = {
     "type",
     "title",
@@ -103,33 +104,60 @@ def _check_locales(items: list, where: str, problems: list[str]) -> None:
             seen.add(locale)
 
 
+def _check_text(
+    value: Any, where: str, *, limit: int, problems: list[str], missing: str = "expected a non-empty string",
+    whose: str = "the",
+) -> None:
+    """One wording for a text field that must be there and fit Facebook's limit, wherever it stands."""
+    if not _non_empty_str(value):
+        problems.append(f"{where}: {missing}")
+    elif len(value) > limit:
+        problems.append(f"{where}: {len(value)} characters; {whose} limit is {limit}")
+
+
+def _check_keys(value: dict, allowed: set[str] | frozenset[str], where: str, problems: list[str]) -> None:
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        problems.append(f"{where}: unknown key(s) {unknown}")
+
+
+def _exactly(value: Any, keys: tuple[str, ...], where: str, problems: list[str]) -> bool:
+    """Whether ``value`` is an object with exactly ``keys``; says so in ``problems`` when not."""
+    if isinstance(value, dict) and set(value) == set(keys):
+        return True
+    problems.append(f"{where}: expected exactly {{" + ", ".join(f'"{key}": ...' for key in keys) + "}")
+    return False
+
+
+def _non_empty_list(value: Any, field: str, items: str, problems: list[str]) -> bool:
+    """Whether a top-level field is a non-empty list (of ``items``); says so in ``problems`` when not."""
+    if isinstance(value, list) and value:
+        return True
+    problems.append(f"{field}: expected a non-empty list of {items}")
+    return False
+
+
+def _check_locale(locale: Any, where: str, problems: list[str]) -> None:
+    if not _non_empty_str(locale):
+        problems.append(f"{where}.locale: expected a locale such as 'default' or 'en_US'")
+
+
 def _check_get_started(value: Any, problems: list[str]) -> None:
     if not isinstance(value, dict) or set(value) != {"payload"}:
         problems.append('get_started: expected {"payload": "..."}')
         return
-    payload = value["payload"]
-    if not _non_empty_str(payload):
-        problems.append("get_started.payload: expected a non-empty string")
-    elif len(payload) > PAYLOAD_MAX_CHARS:
-        problems.append(f"get_started.payload: {len(payload)} characters; the limit is {PAYLOAD_MAX_CHARS}")
+    _check_text(value["payload"], "get_started.payload", limit=PAYLOAD_MAX_CHARS, problems=problems)
 
 
 def _check_greeting(value: Any, problems: list[str]) -> None:
-    if not isinstance(value, list) or not value:
-        problems.append('greeting: expected a non-empty list of {"locale", "text"}')
+    if not _non_empty_list(value, "greeting", '{"locale", "text"}', problems):
         return
     for i, item in enumerate(value):
         where = f"greeting[{i}]"
-        if not isinstance(item, dict) or set(item) != {"locale", "text"}:
-            problems.append(f'{where}: expected exactly {{"locale": ..., "text": ...}}')
+        if not _exactly(item, ("locale", "text"), where, problems):
             continue
-        if not _non_empty_str(item["locale"]):
-            problems.append(f"{where}.locale: expected a locale such as 'default' or 'en_US'")
-        text = item["text"]
-        if not _non_empty_str(text):
-            problems.append(f"{where}.text: expected a non-empty string")
-        elif len(text) > GREETING_MAX_CHARS:
-            problems.append(f"{where}.text: {len(text)} characters; Facebook's limit is {GREETING_MAX_CHARS}")
+        _check_locale(item["locale"], where, problems)
+        _check_text(item["text"], f"{where}.text", limit=GREETING_MAX_CHARS, problems=problems, whose="Facebook's")
     _check_locales(value, "greeting", problems)
 
 
@@ -137,21 +165,14 @@ def _check_menu_item(item: Any, where: str, problems: list[str]) -> None:
     if not isinstance(item, dict):
         problems.append(f"{where}: expected an object")
         return
-    unknown = sorted(set(item) - _MENU_ITEM_KEYS)
-    if unknown:
-        problems.append(f"{where}: unknown key(s) {unknown}")
+    _check_keys(item, _MENU_ITEM_KEYS, where, problems)
     kind = item.get("type")
-    title = item.get("title")
-    if not _non_empty_str(title):
-        problems.append(f"{where}.title: expected a non-empty string")
-    elif len(title) > MENU_TITLE_MAX_CHARS:
-        problems.append(f"{where}.title: {len(title)} characters; the limit is {MENU_TITLE_MAX_CHARS}")
+    _check_text(item.get("title"), f"{where}.title", limit=MENU_TITLE_MAX_CHARS, problems=problems)
     if kind == "postback":
-        payload = item.get("payload")
-        if not _non_empty_str(payload):
-            problems.append(f"{where}.payload: a postback item needs a payload")
-        elif len(payload) > PAYLOAD_MAX_CHARS:
-            problems.append(f"{where}.payload: {len(payload)} characters; the limit is {PAYLOAD_MAX_CHARS}")
+        _check_text(
+            item.get("payload"), f"{where}.payload", limit=PAYLOAD_MAX_CHARS, problems=problems,
+            missing="a postback item needs a payload",
+        )
     elif kind == "web_url":
         url = item.get("url")
         if not (isinstance(url, str) and url.startswith(("https://", "http://"))):
@@ -168,21 +189,15 @@ def _check_menu_item(item: Any, where: str, problems: list[str]) -> None:
 
 
 def _check_persistent_menu(value: Any, problems: list[str]) -> None:
-    if not isinstance(value, list) or not value:
-        problems.append('persistent_menu: expected a non-empty list of {"locale", "call_to_actions"}')
+    if not _non_empty_list(value, "persistent_menu", '{"locale", "call_to_actions"}', problems):
         return
     for i, menu in enumerate(value):
         where = f"persistent_menu[{i}]"
         if not isinstance(menu, dict):
             problems.append(f"{where}: expected an object")
             continue
-        unknown = sorted(
-            set(menu) - {"locale", "composer_input_disabled", "disabled_surfaces", "call_to_actions"}
-        )
-        if unknown:
-            problems.append(f"{where}: unknown key(s) {unknown}")
-        if not _non_empty_str(menu.get("locale")):
-            problems.append(f"{where}.locale: expected a locale such as 'default' or 'en_US'")
+        _check_keys(menu, _MENU_KEYS, where, problems)
+        _check_locale(menu.get("locale"), where, problems)
         disabled = menu.get("composer_input_disabled", False)
         if not isinstance(disabled, bool):
             problems.append(f"{where}.composer_input_disabled: expected true or false")
@@ -202,8 +217,7 @@ def _check_persistent_menu(value: Any, problems: list[str]) -> None:
 
 
 def _check_ice_breakers(value: Any, problems: list[str]) -> None:
-    if not isinstance(value, list) or not value:
-        problems.append('ice_breakers: expected a non-empty list of {"locale", "call_to_actions"}')
+    if not _non_empty_list(value, "ice_breakers", '{"locale", "call_to_actions"}', problems):
         return
     for i, block in enumerate(value):
         where = f"ice_breakers[{i}]"
@@ -216,8 +230,7 @@ def _check_ice_breakers(value: Any, problems: list[str]) -> None:
         if not isinstance(block, dict) or set(block) != {"locale", "call_to_actions"}:
             problems.append(f'{where}: expected exactly {{"locale": ..., "call_to_actions": [...]}}')
             continue
-        if not _non_empty_str(block["locale"]):
-            problems.append(f"{where}.locale: expected a locale such as 'default' or 'en_US'")
+        _check_locale(block["locale"], where, problems)
         questions = block["call_to_actions"]
         if not isinstance(questions, list) or not questions:
             problems.append(f"{where}.call_to_actions: expected a non-empty list")
@@ -229,8 +242,7 @@ def _check_ice_breakers(value: Any, problems: list[str]) -> None:
             )
         for j, question in enumerate(questions):
             qwhere = f"{where}.call_to_actions[{j}]"
-            if not isinstance(question, dict) or set(question) != {"question", "payload"}:
-                problems.append(f'{qwhere}: expected exactly {{"question": ..., "payload": ...}}')
+            if not _exactly(question, ("question", "payload"), qwhere, problems):
                 continue
             if not _non_empty_str(question["question"]):
                 problems.append(f"{qwhere}.question: expected a non-empty string")

@@ -30,7 +30,7 @@ instead of walking their whole history.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -44,6 +44,7 @@ from rq.job import Job, JobStatus
 from conversations.services import conversations_prune
 from messenger.models import InboundMessage, OutboundPart
 from messenger.queues import get_queue
+from messenger.tally import Tally
 from observability.services import events_prune
 
 logger = logging.getLogger("messenger.retention")
@@ -61,7 +62,7 @@ _ALIVE = {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DE
 
 
 @dataclass(frozen=True)
-class PruneResult:
+class PruneResult(Tally):
     """Rows deleted (or, in a dry run, that would be), per kind."""
 
     inbound: int = 0
@@ -69,9 +70,6 @@ class PruneResult:
     events: int = 0
     conversations: int = 0
     messages: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def _final_before(before: datetime):

@@ -63,6 +63,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
@@ -289,22 +290,48 @@ def _token_deferred(
     *, gate: token_health.TokenGate, failure: _Attempt | None, attempts: int, context: dict
 ) -> SendResult:
     """Deferred, not failed: the page's token is failing (``messenger.token_health`` logged it once)."""
-    failure = failure or _Attempt()
     retry_after = gate.retry_after_ms or int(settings.MESSENGER_TOKEN_RECHECK_MS)
-    if attempts:
-        extra = {"attempts": attempts, "retry_after_ms": retry_after, "error_code": failure.code}
-        logger.warning("messenger.send.deferred", extra={**context, **extra, "fbtrace_id": failure.fbtrace_id})
-    return SendResult(
-        ok=False,
-        error_kind=SendErrorKind.TOKEN_FAILING,
-        error_code=failure.code,
-        error_subcode=failure.subcode,
-        fbtrace_id=failure.fbtrace_id,
-        http_status=failure.http_status,
-        attempts=attempts,
-        deferred=True,
-        retry_after_ms=max(0, retry_after),
+    return _deferred(
+        SendErrorKind.TOKEN_FAILING, failure=failure, retry_after=retry_after, attempts=attempts,
+        context=context, log=bool(attempts),
     )
+
+
+def _deferred(
+    kind: SendErrorKind, *, failure: _Attempt | None, retry_after: int, attempts: int, context: dict,
+    log: bool = True,
+) -> SendResult:
+    """One shape for every deferral (token failing, circuit open): the last failure's figures, no error."""
+    failure = failure or _Attempt()
+    if log:
+        logger.warning(
+            "messenger.send.deferred",
+            extra={
+                **context,
+                "attempts": attempts,
+                "retry_after_ms": retry_after,
+                "error_code": failure.code,
+                "fbtrace_id": failure.fbtrace_id,
+            },
+        )
+    return _failed(kind, failure, attempts=attempts, deferred=True, retry_after_ms=max(0, retry_after))
+
+
+def _failed(kind: SendErrorKind, failure: _Attempt, *, attempts: int, **more: Any) -> SendResult:
+    """A result that is not ok, with the figures Facebook gave for ``failure`` (code, trace id, status)."""
+    return SendResult(
+        ok=False, error_kind=kind, error_code=failure.code, error_subcode=failure.subcode,
+        fbtrace_id=failure.fbtrace_id, http_status=failure.http_status, attempts=attempts, **more,
+    )
+
+
+def _failure_fields(outcome: _Attempt, kind: SendErrorKind | None) -> dict[str, Any]:
+    """What a log line says about a failed call (``error`` only when there is one)."""
+    return {
+        "error_kind": str(kind), "error_code": outcome.code, "error_subcode": outcome.subcode,
+        "fbtrace_id": outcome.fbtrace_id, "http_status": outcome.http_status,
+        **({"error": outcome.error} if outcome.error else {}),
+    }
 
 
 def _answered_in_doubt(outcome: _Attempt) -> bool:
@@ -316,15 +343,7 @@ def _log_failed_attempt(outcome: _Attempt, *, attempt_number: int, context: dict
     logger.warning(
         "messenger.send.attempt-failed",
         extra={
-            **context,
-            "attempt": attempt_number,
-            "error_kind": str(outcome.kind),
-            "error_code": outcome.code,
-            "error_subcode": outcome.subcode,
-            "fbtrace_id": outcome.fbtrace_id,
-            "http_status": outcome.http_status,
-            "probe": outcome.was_probe,
-            **({"error": outcome.error} if outcome.error else {}),
+            **context, "attempt": attempt_number, "probe": outcome.was_probe, **_failure_fields(outcome, outcome.kind)
         },
     )
 
@@ -341,27 +360,9 @@ def _result(outcome: _Attempt, *, last_failure: _Attempt | None, attempts: int, 
         outcome.circuit_opened = False
     if outcome.refused or outcome.circuit_opened:
         retry_after = outcome.retry_after_ms or int(settings.MESSENGER_CIRCUIT_COOLDOWN_MS)
-        failure = last_failure or _Attempt()
-        logger.warning(
-            "messenger.send.deferred",
-            extra={
-                **context,
-                "attempts": attempts,
-                "retry_after_ms": retry_after,
-                "error_code": failure.code,
-                "fbtrace_id": failure.fbtrace_id,
-            },
-        )
-        return SendResult(
-            ok=False,
-            error_kind=SendErrorKind.CIRCUIT_OPEN,
-            error_code=failure.code,
-            error_subcode=failure.subcode,
-            fbtrace_id=failure.fbtrace_id,
-            http_status=failure.http_status,
-            attempts=attempts,
-            deferred=True,
-            retry_after_ms=max(0, retry_after),
+        return _deferred(
+            SendErrorKind.CIRCUIT_OPEN, failure=last_failure, retry_after=retry_after, attempts=attempts,
+            context=context,
         )
 
     kind = outcome.kind or SendErrorKind.UNKNOWN
@@ -369,26 +370,9 @@ def _result(outcome: _Attempt, *, last_failure: _Attempt | None, attempts: int, 
     logger.log(
         level,
         "messenger.send.failed",
-        extra={
-            **context,
-            "attempts": attempts,
-            "error_kind": str(kind),
-            "error_code": outcome.code,
-            "error_subcode": outcome.subcode,
-            "fbtrace_id": outcome.fbtrace_id,
-            "http_status": outcome.http_status,
-            **({"error": outcome.error} if outcome.error else {}),
-        },
+        extra={**context, "attempts": attempts, **_failure_fields(outcome, kind)},
     )
-    return SendResult(
-        ok=False,
-        error_kind=kind,
-        error_code=outcome.code,
-        error_subcode=outcome.subcode,
-        fbtrace_id=outcome.fbtrace_id,
-        http_status=outcome.http_status,
-        attempts=attempts,
-    )
+    return _failed(kind, outcome, attempts=attempts)
 
 
 # --- public API -------------------------------------------------------------------------------

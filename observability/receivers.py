@@ -19,15 +19,19 @@ graph_usage          ``page_id``, ``app``, ``page``, ``business`` (at most one a
 message_unreadable   ``reason``
 ==================== =================================================================
 
+The receivers differ only in their signal, their event type and the detail they write, so one
+table (:data:`RECEIVERS`) connects them all: each row's comment says what its signal means.
 ``dispatch_uid`` keeps a receiver from being connected twice if this module is imported again.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from django.dispatch import receiver
+from django.dispatch import Signal
 from django.utils import timezone
 
 from observability import signals
@@ -59,123 +63,80 @@ def _since_receipt_ms(inbound: Any, given: float | None) -> float | None:
         return None
 
 
-@receiver(signals.message_received, dispatch_uid="observability.message_received")
-def on_message_received(sender: object, *, inbound: Any = None, latency_ms: float | None = None,
-                        **kwargs: Any) -> None:
-    """The webhook kept a message; ``latency_ms`` is how long keeping it took."""
-    event_record(
-        event_type=Event.Type.MESSAGE_RECEIVED,
-        inbound=inbound,
-        latency_ms=latency_ms,
-        detail={"kind": getattr(inbound, "kind", "") or ""},
-    )
+def _text(value: Any) -> str:
+    return value or ""
 
 
-@receiver(signals.intent_classified, dispatch_uid="observability.intent_classified")
-def on_intent_classified(sender: object, *, inbound: Any = None, intent: str = "",
-                         confidence: float | None = None, latency_ms: float | None = None,
-                         **kwargs: Any) -> None:
-    """The engine named the message's intent, with its confidence."""
-    event_record(
-        event_type=Event.Type.INTENT_CLASSIFIED,
-        inbound=inbound,
-        latency_ms=latency_ms,
-        detail={"intent": intent or "", "confidence": confidence},
-    )
-
-
-@receiver(signals.response_generated, dispatch_uid="observability.response_generated")
-def on_response_generated(sender: object, *, inbound: Any = None, intent: str = "",
-                          part_count: int | None = None, latency_ms: float | None = None,
-                          timed_out: bool = False, **kwargs: Any) -> None:
-    """A reply exists (``timed_out``: it is the fallback sent when generation took too long)."""
-    event_record(
-        event_type=Event.Type.RESPONSE_GENERATED,
-        inbound=inbound,
-        latency_ms=latency_ms,
-        detail={"intent": intent or "", "part_count": part_count, "timed_out": bool(timed_out)},
-    )
-
-
-@receiver(signals.response_sent, dispatch_uid="observability.response_sent")
-def on_response_sent(sender: object, *, inbound: Any = None, part_count: int | None = None,
-                     latency_ms: float | None = None, end_to_end_ms: float | None = None,
-                     since_receipt_ms: float | None = None, **kwargs: Any) -> None:
-    """Every part of the reply went out; records both end-to-end latencies in ``detail``."""
-    event_record(
-        event_type=Event.Type.RESPONSE_SENT,
-        inbound=inbound,
-        latency_ms=latency_ms,
-        detail={
-            "part_count": part_count,
-            "end_to_end_ms": _end_to_end_ms(inbound, end_to_end_ms),
-            "since_receipt_ms": _since_receipt_ms(inbound, since_receipt_ms),
-        },
-    )
-
-
-@receiver(signals.send_failed, dispatch_uid="observability.send_failed")
-def on_send_failed(sender: object, *, inbound: Any = None, error_kind: str = "",
-                   error_code: int | None = None, latency_ms: float | None = None,
-                   **kwargs: Any) -> None:
-    """The Send API refused or could not be reached; ``error_kind`` is SendError's kind."""
-    event_record(
-        event_type=Event.Type.SEND_FAILED,
-        inbound=inbound,
-        latency_ms=latency_ms,
-        detail={"error_kind": error_kind or "", "error_code": error_code},
-    )
-
-
-@receiver(signals.message_deferred, dispatch_uid="observability.message_deferred")
-def on_message_deferred(sender: object, *, inbound: Any = None, reason: str = "",
-                        retry_in_ms: int | None = None, **kwargs: Any) -> None:
-    """The message was put back for later (circuit open, Send API unavailable)."""
-    event_record(
-        event_type=Event.Type.MESSAGE_DEFERRED,
-        inbound=inbound,
-        detail={"reason": reason or "", "retry_in_ms": retry_in_ms},
-    )
-
-
-@receiver(signals.message_expired, dispatch_uid="observability.message_expired")
-def on_message_expired(sender: object, *, inbound: Any = None, reason: str = "",
-                       **kwargs: Any) -> None:
-    """The message can no longer be answered (outside the messaging window, too old)."""
-    event_record(
-        event_type=Event.Type.MESSAGE_EXPIRED,
-        inbound=inbound,
-        detail={"reason": reason or ""},
-    )
-
-
-@receiver(signals.token_failing, dispatch_uid="observability.token_failing")
-def on_token_failing(sender: object, *, page_id: str = "", error_code: int | None = None,
-                     fingerprint: str = "", **kwargs: Any) -> None:
-    """A page's token started failing (one event per incident, not per message)."""
-    event_record(
-        event_type=Event.Type.TOKEN_FAILING,
-        detail={"page_id": page_id or "", "error_code": error_code, "fingerprint": fingerprint or ""},
-    )
-
-
-@receiver(signals.graph_usage_observed, dispatch_uid="observability.graph_usage")
-def on_graph_usage_observed(sender: object, *, page_id: str = "", usage: dict | None = None,
-                            **kwargs: Any) -> None:
-    """Meta's usage figures for a page, as its headers gave them (sampled: one a minute a page)."""
+def _usage(page_id: str = "", usage: dict | None = None, **kwargs: Any) -> dict:
     usage = usage if isinstance(usage, dict) else {}
-    event_record(
-        event_type=Event.Type.GRAPH_USAGE,
-        detail={"page_id": page_id or "", **{key: usage.get(key) for key in ("app", "page", "business")}},
-    )
+    return {"page_id": _text(page_id), **{key: usage.get(key) for key in ("app", "page", "business")}}
 
 
-@receiver(signals.message_unreadable, dispatch_uid="observability.message_unreadable")
-def on_message_unreadable(sender: object, *, inbound: Any = None, reason: str = "",
-                          **kwargs: Any) -> None:
-    """The webhook kept an item it could not read (raw, status ``unreadable``): staff should look."""
-    event_record(
-        event_type=Event.Type.MESSAGE_UNREADABLE,
-        inbound=inbound,
-        detail={"reason": reason or ""},
-    )
+def _response_sent(inbound: Any = None, part_count: int | None = None, end_to_end_ms: float | None = None,
+                   since_receipt_ms: float | None = None, **kwargs: Any) -> dict:
+    return {
+        "part_count": part_count,
+        "end_to_end_ms": _end_to_end_ms(inbound, end_to_end_ms),
+        "since_receipt_ms": _since_receipt_ms(inbound, since_receipt_ms),
+    }
+
+
+@dataclass(frozen=True)
+class _Receiver:
+    """One signal recorded as one event: ``inbound`` and ``timed`` say whether the event keeps the
+    message and the signal's ``latency_ms``; ``detail`` builds the event's detail from the signal's
+    keyword arguments."""
+
+    signal: Signal
+    uid: str
+    event_type: str
+    detail: Callable[..., dict]
+    inbound: bool = True
+    timed: bool = False
+
+    def __call__(self, sender: object, **kwargs: Any) -> None:
+        event_record(
+            event_type=self.event_type,
+            inbound=kwargs.get("inbound") if self.inbound else None,
+            latency_ms=kwargs.get("latency_ms") if self.timed else None,
+            detail=self.detail(**kwargs),
+        )
+
+
+RECEIVERS = (
+    # The webhook kept a message; ``latency_ms`` is how long keeping it took.
+    _Receiver(signals.message_received, "message_received", Event.Type.MESSAGE_RECEIVED, timed=True,
+              detail=lambda inbound=None, **kw: {"kind": _text(getattr(inbound, "kind", ""))}),
+    # The engine named the message's intent, with its confidence.
+    _Receiver(signals.intent_classified, "intent_classified", Event.Type.INTENT_CLASSIFIED, timed=True,
+              detail=lambda intent="", confidence=None, **kw: {"intent": _text(intent), "confidence": confidence}),
+    # A reply exists (``timed_out``: it is the fallback sent when generation took too long).
+    _Receiver(signals.response_generated, "response_generated", Event.Type.RESPONSE_GENERATED, timed=True,
+              detail=lambda intent="", part_count=None, timed_out=False, **kw: {
+                  "intent": _text(intent), "part_count": part_count, "timed_out": bool(timed_out)}),
+    # Every part of the reply went out; records both end-to-end latencies in ``detail``.
+    _Receiver(signals.response_sent, "response_sent", Event.Type.RESPONSE_SENT, timed=True,
+              detail=_response_sent),
+    # The Send API refused or could not be reached; ``error_kind`` is SendError's kind.
+    _Receiver(signals.send_failed, "send_failed", Event.Type.SEND_FAILED, timed=True,
+              detail=lambda error_kind="", error_code=None, **kw: {
+                  "error_kind": _text(error_kind), "error_code": error_code}),
+    # The message was put back for later (circuit open, Send API unavailable).
+    _Receiver(signals.message_deferred, "message_deferred", Event.Type.MESSAGE_DEFERRED,
+              detail=lambda reason="", retry_in_ms=None, **kw: {"reason": _text(reason), "retry_in_ms": retry_in_ms}),
+    # The message can no longer be answered (outside the messaging window, too old).
+    _Receiver(signals.message_expired, "message_expired", Event.Type.MESSAGE_EXPIRED,
+              detail=lambda reason="", **kw: {"reason": _text(reason)}),
+    # A page's token started failing (one event per incident, not per message).
+    _Receiver(signals.token_failing, "token_failing", Event.Type.TOKEN_FAILING, inbound=False,
+              detail=lambda page_id="", error_code=None, fingerprint="", **kw: {
+                  "page_id": _text(page_id), "error_code": error_code, "fingerprint": _text(fingerprint)}),
+    # Meta's usage figures for a page, as its headers gave them (sampled: one a minute a page).
+    _Receiver(signals.graph_usage_observed, "graph_usage", Event.Type.GRAPH_USAGE, inbound=False, detail=_usage),
+    # The webhook kept an item it could not read (raw, status ``unreadable``): staff should look.
+    _Receiver(signals.message_unreadable, "message_unreadable", Event.Type.MESSAGE_UNREADABLE,
+              detail=lambda reason="", **kw: {"reason": _text(reason)}),
+)
+
+for _row in RECEIVERS:
+    _row.signal.connect(_row, dispatch_uid=f"observability.{_row.uid}", weak=False)

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from harness.fake_graph import FakeGraph
-from harness.processes import Proc
+from harness.processes import Proc, wait_until
 from harness.webhooks import text_body
 
 IN_PROCESS_WORKER = "messenger.worker.MessengerInProcessWorker"
@@ -96,3 +96,50 @@ def sigterm_twice(worker: Proc) -> tuple[int, float]:
     worker.signal(signal.SIGTERM)
     time.sleep(1.2)  # rq ignores a repeat of the same signal within one second
     return sigterm_and_wait(worker)
+
+
+# --- scenarios both worker classes go through (tests/integration/test_shutdown.py and
+# test_inprocess_worker.py): one place for the steps and the assertions they share ---------------
+
+
+def sigterm_in_flight(in_flight: Callable, env: dict[str, str], text: str, *, mid: str, chat_delay: float,
+                      running: Callable[[Proc], None] | None = None, twice: bool = False) -> tuple[Proc, int, float]:
+    """Start a worker with ``text`` in flight, check it with ``running``, then SIGTERM it (``twice``:
+    a second SIGTERM too): the worker, its exit code and the seconds its exit took."""
+    worker = in_flight(env, text, mid=mid, chat_delay=chat_delay)
+    if running is not None:
+        running(worker)
+    code, took = sigterm_twice(worker) if twice else sigterm_and_wait(worker)
+    return worker, code, took
+
+
+def assert_put_back_unanswered(fake: FakeGraph, mid: str):
+    """The message ``mid`` is queued again with a fresh job, the only one in the queue, and unanswered."""
+    from messenger.models import InboundMessage
+    from messenger.queues import get_queue
+
+    row = InboundMessage.objects.get(mid=mid)
+    assert row.status == "queued" and row.job_id  # put back with a fresh job
+    assert get_queue("messenger_fast").get_job_ids() == [row.job_id]
+    assert fake.replies() == []
+    return row
+
+
+def assert_second_sigterm_puts_back(in_flight: Callable, env: dict[str, str], *, mid: str) -> int:
+    """A second SIGTERM does not wait for the shutdown timeout: the worker exits within 5 s and the
+    message ``mid`` is queued again; the worker's exit code."""
+    _worker, code, took = sigterm_in_flight(in_flight, env, "another slow one", mid=mid, chat_delay=30.0, twice=True)
+    assert took < 5
+    assert status_of(mid) == "queued"
+    return code
+
+
+def assert_two_workers_answer_in_order(post_webhook: Callable, workers: Callable, env: dict[str, str], *, psid: str,
+                                       mid_prefix: str, seed: int, timeout: float) -> None:
+    """Two workers, twenty messages from one user posted out of order: answered one after another,
+    in timestamp order, within ``timeout`` seconds."""
+    workers(env)
+    workers(env)
+    said = [f"msg {i:02d}" for i in range(20)]
+    post_out_of_order(post_webhook, said, psid=psid, mid_prefix=mid_prefix, seed=seed)
+    wait_until(lambda: answered_count() == 20, timeout, message="all answered")

@@ -23,11 +23,11 @@ from messenger.queues import get_queue
 from messenger.worker import EXIT_CODE_JOB_ABANDONED, MessengerWorker
 from tests.integration.support import (
     IN_PROCESS_WORKER,
-    answered_count,
-    post_out_of_order,
+    assert_put_back_unanswered,
+    assert_second_sigterm_puts_back,
+    assert_two_workers_answer_in_order,
     process_env,
-    sigterm_and_wait,
-    sigterm_twice,
+    sigterm_in_flight,
     status_of,
 )
 
@@ -48,10 +48,9 @@ def assert_in_process(worker: Proc) -> None:
 def test_inprocess_sigterm_waits_for_inflight_message(in_flight, fake):
     """SIGTERM while a reply is being generated in the worker process: it finishes, sends it, exits 0."""
     env = in_process_env(fake, MESSENGER_SHUTDOWN_TIMEOUT_MS="10000")
-    worker = in_flight(env, "slow question", mid="m_ip_inflight", chat_delay=2.0)
-    assert_in_process(worker)
-
-    code, took = sigterm_and_wait(worker)
+    worker, code, took = sigterm_in_flight(
+        in_flight, env, "slow question", mid="m_ip_inflight", chat_delay=2.0, running=assert_in_process
+    )
     assert code == 0, worker.output()
     assert took < 10
     assert status_of("m_ip_inflight") == "answered"
@@ -62,18 +61,15 @@ def test_inprocess_sigterm_past_timeout_puts_back_and_next_worker_answers_once(i
     """Past MESSENGER_SHUTDOWN_TIMEOUT_MS the worker puts the message back, frees its sender and exits at
     once with a non-zero code; the next worker answers it exactly once."""
     env = in_process_env(fake, MESSENGER_SHUTDOWN_TIMEOUT_MS="1000")
-    worker = in_flight(env, "very slow question", mid="m_ip_forced", chat_delay=30.0)
-    assert_in_process(worker)
-
-    code, took = sigterm_and_wait(worker)
+    worker, code, took = sigterm_in_flight(
+        in_flight, env, "very slow question", mid="m_ip_forced", chat_delay=30.0, running=assert_in_process
+    )
     assert code == EXIT_CODE_JOB_ABANDONED, worker.output()
     assert 0.9 <= took < 5, worker.output()
-    row = InboundMessage.objects.get(mid="m_ip_forced")
-    assert row.status == "queued" and row.job_id and row.worker_name == ""
-    assert get_queue("messenger_fast").get_job_ids() == [row.job_id]
+    row = assert_put_back_unanswered(fake, "m_ip_forced")
+    assert row.worker_name == ""
     assert not get_queue("messenger_fast").connection.keys("messenger:sender-lock:*")
     assert "messenger.worker.put-back" in worker.output()
-    assert fake.replies() == []
 
     new_worker_answers(in_process_env(fake), "m_ip_forced")
     assert fake.replies() == ["echo: very slow question"]
@@ -82,11 +78,7 @@ def test_inprocess_sigterm_past_timeout_puts_back_and_next_worker_answers_once(i
 def test_inprocess_second_signal_stops_at_once_and_puts_message_back(in_flight, fake):
     """A second SIGTERM does not wait for the shutdown timeout: the message goes back and the worker exits."""
     env = in_process_env(fake, MESSENGER_SHUTDOWN_TIMEOUT_MS="20000")
-    worker = in_flight(env, "another slow one", mid="m_ip_twice", chat_delay=30.0)
-    code, took = sigterm_twice(worker)
-    assert code == EXIT_CODE_JOB_ABANDONED
-    assert took < 5
-    assert status_of("m_ip_twice") == "queued"
+    assert assert_second_sigterm_puts_back(in_flight, env, mid="m_ip_twice") == EXIT_CODE_JOB_ABANDONED
 
 
 def test_inprocess_sigkill_mid_job_then_new_worker_answers_exactly_once(in_flight, fake, new_worker_answers):
@@ -103,12 +95,9 @@ def test_inprocess_sigkill_mid_job_then_new_worker_answers_exactly_once(in_fligh
 
 def test_inprocess_two_workers_answer_one_users_twenty_messages_in_order(post_webhook, fake, workers):
     """Twenty messages from one user, two in-process workers: answered one after another in timestamp order."""
-    env = in_process_env(fake)
-    workers(env)
-    workers(env)
-    said = [f"msg {i:02d}" for i in range(20)]
-    post_out_of_order(post_webhook, said, psid="7400000000000001", mid_prefix="m_ipo", seed=11)
-    wait_until(lambda: answered_count() == 20, 30, message="all answered")
+    assert_two_workers_answer_in_order(
+        post_webhook, workers, in_process_env(fake), psid="7400000000000001", mid_prefix="m_ipo", seed=11, timeout=30
+    )
     assert fake.replies() == [f"echo: msg {i:02d}" for i in range(20)]
     # Each row names the rq worker that answered it (what put_back_inflight looks for), not a pid.
     names = Counter(InboundMessage.objects.values_list("worker_name", flat=True))

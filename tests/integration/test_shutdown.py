@@ -19,11 +19,12 @@ from harness.webhooks import Poster, encode, text_body
 from messenger.models import InboundMessage
 from messenger.queues import get_queue
 from tests.integration.support import (
-    answered_count,
-    post_out_of_order,
+    assert_put_back_unanswered,
+    assert_second_sigterm_puts_back,
+    assert_two_workers_answer_in_order,
     process_env,
     sigterm_and_wait,
-    sigterm_twice,
+    sigterm_in_flight,
     status_of,
 )
 
@@ -33,9 +34,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 def test_shutdown_waits_for_inflight_messages(in_flight, fake):
     """SIGTERM while a reply is being generated: the worker finishes it, sends it, then exits cleanly."""
     env = process_env(fake, MESSENGER_SHUTDOWN_TIMEOUT_MS="10000")
-    worker = in_flight(env, "slow question", mid="m_inflight", chat_delay=2.0)
-
-    code, took = sigterm_and_wait(worker)
+    worker, code, took = sigterm_in_flight(in_flight, env, "slow question", mid="m_inflight", chat_delay=2.0)
     assert code == 0
     assert status_of("m_inflight") == "answered"
     assert fake.replies() == ["echo: slow question"]
@@ -46,14 +45,9 @@ def test_shutdown_timeout_forces_exit(in_flight, fake, new_worker_answers):
     """Past MESSENGER_SHUTDOWN_TIMEOUT_MS the worker stops the job, puts the message back, and exits;
     the next worker answers it exactly once."""
     env = process_env(fake, MESSENGER_SHUTDOWN_TIMEOUT_MS="1000")
-    worker = in_flight(env, "very slow question", mid="m_forced", chat_delay=30.0)
-
-    _code, took = sigterm_and_wait(worker)
+    worker, _code, took = sigterm_in_flight(in_flight, env, "very slow question", mid="m_forced", chat_delay=30.0)
     assert 0.9 <= took < 6, worker.output()
-    row = InboundMessage.objects.get(mid="m_forced")
-    assert row.status == "queued" and row.job_id  # put back with a fresh job
-    assert get_queue("messenger_fast").get_job_ids() == [row.job_id]
-    assert fake.replies() == []
+    assert_put_back_unanswered(fake, "m_forced")
 
     new_worker_answers(process_env(fake), "m_forced")
     assert fake.replies() == ["echo: very slow question"]
@@ -62,10 +56,7 @@ def test_shutdown_timeout_forces_exit(in_flight, fake, new_worker_answers):
 def test_second_signal_stops_at_once_and_puts_message_back(in_flight, fake):
     """A second SIGTERM does not wait for the shutdown timeout: the worker exits and the message is requeued."""
     env = process_env(fake, MESSENGER_SHUTDOWN_TIMEOUT_MS="20000")
-    worker = in_flight(env, "another slow one", mid="m_twice", chat_delay=30.0)
-    _code, took = sigterm_twice(worker)
-    assert took < 5
-    assert status_of("m_twice") == "queued"
+    assert_second_sigterm_puts_back(in_flight, env, mid="m_twice")
 
 
 def test_idle_worker_stops_at_once_on_sigterm(fake, workers):
@@ -117,12 +108,9 @@ def test_queued_messages_persisted_to_redis(fake, workers, tmp_path):
 
 def test_ordering_with_two_workers_one_user_twenty_messages(post_webhook, fake, workers):
     """Twenty messages from one user, two real workers: answered strictly one after another in timestamp order."""
-    env = process_env(fake)
-    workers(env)
-    workers(env)
-    said = [f"msg {i:02d}" for i in range(20)]
-    post_out_of_order(post_webhook, said, psid="7200000000000001", mid_prefix="m_o", seed=7)
-    wait_until(lambda: answered_count() == 20, 60, message="all answered")
+    assert_two_workers_answer_in_order(
+        post_webhook, workers, process_env(fake), psid="7200000000000001", mid_prefix="m_o", seed=7, timeout=60
+    )
     assert fake.replies() == [f"echo: msg {i:02d}" for i in range(20)]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rq import SimpleWorker
 
+from harness.rows import inbound_text_make
 from messenger.queues import get_queue
 from tests.conftest import load_fixture
 
@@ -80,7 +81,7 @@ def user_footprint(*, page_id: str, psid: str, conversations: int = 1) -> dict:
     from conversations import cache
     from conversations.models import Conversation, Message
     from conversations.services import device_id_for
-    from messenger.models import InboundMessage, OutboundPart
+    from messenger.models import OutboundPart
     from observability.services import event_record
 
     made: dict = {"inbound": [], "conversations": [], "cache_keys": []}
@@ -100,17 +101,10 @@ def user_footprint(*, page_id: str, psid: str, conversations: int = 1) -> dict:
         cache.history_prime_empty(conversation_id=talk.id)
         made["conversations"].append(talk.id)
         made["cache_keys"].append(cache.history_key(conversation_id=talk.id))
-        row = InboundMessage.objects.create(
-            mid=f"m_{page_id}_{psid}_{number}",
-            page_id=page_id,
-            psid=psid,
-            kind="text",
-            text="hi",
-            raw={"sender": {"id": psid}, "message": {"text": "hi"}},
-            fb_timestamp=number,
-            received_at=timezone.now(),
-            status="answered",
-            conversation=talk,
+        row = inbound_text_make(
+            mid=f"m_{page_id}_{psid}_{number}", page_id=page_id, psid=psid, text="hi", fb_timestamp=number,
+            status="answered", raw={"sender": {"id": psid}, "message": {"text": "hi"}},
+            received_at=timezone.now(), conversation=talk,
         )
         OutboundPart.objects.create(inbound=row, position=0, body={"text": "yo"}, status="sent")
         made["inbound"].append(row.id)
@@ -130,3 +124,34 @@ def stored_everywhere() -> str:
         for model in apps.get_app_config(label).get_models()
     ]
     return "".join(serializers.serialize("json", model.objects.all()) for model in models)
+
+
+def send_api_settings(*, token: str, graph_url: str, **more):
+    """``override_settings`` for the Send API tests: a page token, the Graph URL and the contract's
+    defaults they count on (3 retries, a circuit of 5 failures and 30 s), plus ``more``."""
+    from django.test import override_settings
+
+    return override_settings(
+        MESSENGER_PAGE_ACCESS_TOKEN=token, MESSENGER_GRAPH_API_URL=graph_url, MESSENGER_MAX_RETRIES=3,
+        MESSENGER_CIRCUIT_FAILURE_THRESHOLD=5, MESSENGER_CIRCUIT_COOLDOWN_MS=30_000, **more,
+    )
+
+
+GREETING = next(i for i in json.loads(Path("engine/rules.json").read_text())["intents"] if i["name"] == "greeting")
+
+
+def assert_greeting_sent_to(body: dict, psid: str) -> None:
+    """``body`` is exactly the Send API call answering a greeting from ``psid`` (one of the rules'
+    greeting answers, with their quick replies)."""
+    assert body == {
+        "recipient": {"id": psid},
+        "messaging_type": "RESPONSE",
+        "message": {
+            "text": body["message"]["text"],
+            "quick_replies": [
+                {"content_type": "text", "title": q["title"], "payload": q["payload"]}
+                for q in GREETING["quick_replies"]
+            ],
+        },
+    }
+    assert body["message"]["text"] in GREETING["answers"]

@@ -36,6 +36,13 @@ def _assert_unsupported(decision: AttachmentDecision) -> None:
     _assert_reply(decision, text=texts.ATTACHMENT_UNSUPPORTED, intent="attachment_unsupported")
 
 
+def _unsupported_summary(fixture: str) -> str:
+    """The summary of the fixture's attachments, once their decision is checked to be 'unsupported'."""
+    decision = _decide(fixture)
+    _assert_unsupported(decision)
+    return decision.summary
+
+
 # --- the seed's tests ------------------------------------------------------------------------------
 
 
@@ -50,16 +57,12 @@ def test_image_attachment_acknowledged():
 
 def test_file_attachment_returns_unsupported_message():
     """A file gets the 'unsupported' reply."""
-    decision = _decide("file_attachment")
-    _assert_unsupported(decision)
-    assert decision.summary == "[file] http://facebookfile.com/file.pdf"
+    assert _unsupported_summary("file_attachment") == "[file] http://facebookfile.com/file.pdf"
 
 
 def test_audio_attachment_returns_unsupported_message():
     """A voice clip gets the 'unsupported' reply."""
-    decision = _decide("audio_attachment")
-    _assert_unsupported(decision)
-    assert decision.summary.startswith("[audio] https://cdn.fbsbx.com/")
+    assert _unsupported_summary("audio_attachment").startswith("[audio] https://cdn.fbsbx.com/")
 
 
 def test_location_attachment_ignored():
@@ -76,9 +79,7 @@ def test_location_attachment_ignored():
 
 def test_video_attachment_returns_unsupported_message():
     """A video gets the 'unsupported' reply."""
-    decision = _decide("video_attachment")
-    _assert_unsupported(decision)
-    assert decision.summary == "[video] http://facebook.com/video.mp4"
+    assert _unsupported_summary("video_attachment") == "[video] http://facebook.com/video.mp4"
 
 
 def test_sticker_like_gets_friendly_acknowledgement():

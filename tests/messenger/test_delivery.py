@@ -105,12 +105,22 @@ def _answer(monkeypatch, *results: SendResult) -> list[dict]:
     return calls
 
 
+def _send_parked(monkeypatch, *results: SendResult, ts_ms: int | None = None) -> tuple[str, InboundMessage]:
+    """Send a parked two-part message with the Send API answering ``results`` in turn: the status
+    ``parts_send`` returned and the message as stored after it."""
+    inbound, parts = _parked_message(ts_ms=ts_ms)
+    _answer(monkeypatch, *results)
+    status = parts_send(inbound=inbound, parts=parts)
+    inbound.refresh_from_db()
+    return status, inbound
+
+
 def test_refused_message_fails_its_part_and_the_message(monkeypatch):
     """Facebook refusing the body (not the recipient) fails the part and the message, with the code."""
-    inbound, parts = _parked_message()
-    _answer(monkeypatch, SendResult(ok=False, error_kind=SendErrorKind.INVALID_REQUEST, error_code=100))
-    assert parts_send(inbound=inbound, parts=parts) == InboundMessage.Status.FAILED
-    inbound.refresh_from_db()
+    status, inbound = _send_parked(
+        monkeypatch, SendResult(ok=False, error_kind=SendErrorKind.INVALID_REQUEST, error_code=100)
+    )
+    assert status == InboundMessage.Status.FAILED
     assert inbound.status_reason == "Facebook refused the message: invalid_request (code 100)"
     assert list(OutboundPart.objects.values_list("status", "error_kind")) == [
         ("failed", "invalid_request"), ("pending", ""),
@@ -119,12 +129,13 @@ def test_refused_message_fails_its_part_and_the_message(monkeypatch):
 
 def test_transient_failure_after_retries_parks_and_schedules_the_job(monkeypatch):
     """The first part sent, the second failing transiently: parked for PARKED_RETRY_MS, its job scheduled."""
-    inbound, parts = _parked_message()
-    _answer(monkeypatch, SendResult(ok=True, message_id="m_fb_1"),
-            SendResult(ok=False, error_kind=SendErrorKind.TRANSIENT, error_code=2))
     before = timezone.now()
-    assert parts_send(inbound=inbound, parts=parts) == InboundMessage.Status.DEFERRED
-    inbound.refresh_from_db()
+    status, inbound = _send_parked(
+        monkeypatch,
+        SendResult(ok=True, message_id="m_fb_1"),
+        SendResult(ok=False, error_kind=SendErrorKind.TRANSIENT, error_code=2),
+    )
+    assert status == InboundMessage.Status.DEFERRED
     # Spread out by up to JITTER_SHARE of the delay, so parked messages don't all come back at once.
     assert (
         timedelta(milliseconds=PARKED_RETRY_MS)
@@ -139,20 +150,20 @@ def test_transient_failure_after_retries_parks_and_schedules_the_job(monkeypatch
 def test_park_past_the_messaging_window_expires_instead(monkeypatch):
     """A park that would end after Facebook's 24-hour window gives up: the message expires."""
     almost_a_day = int((time.time() - MESSAGING_WINDOW.total_seconds() + 10) * 1000)
-    inbound, parts = _parked_message(ts_ms=almost_a_day)
-    _answer(monkeypatch, SendResult(ok=False, error_kind=SendErrorKind.RATE_LIMITED, error_code=613))
-    assert parts_send(inbound=inbound, parts=parts) == InboundMessage.Status.EXPIRED
-    inbound.refresh_from_db()
+    status, inbound = _send_parked(
+        monkeypatch, SendResult(ok=False, error_kind=SendErrorKind.RATE_LIMITED, error_code=613), ts_ms=almost_a_day
+    )
+    assert status == InboundMessage.Status.EXPIRED
     assert inbound.status_reason.startswith("gave up: send failed after retries: rate_limited")
     assert get_queue("messenger_fast").scheduled_job_registry.get_job_ids() == []
 
 
 def test_outside_window_error_expires_the_message(monkeypatch):
     """Facebook saying the window is closed expires the message; the part fails."""
-    inbound, parts = _parked_message()
-    _answer(monkeypatch, SendResult(ok=False, error_kind=SendErrorKind.OUTSIDE_WINDOW, error_code=10))
-    assert parts_send(inbound=inbound, parts=parts) == InboundMessage.Status.EXPIRED
-    inbound.refresh_from_db()
+    status, inbound = _send_parked(
+        monkeypatch, SendResult(ok=False, error_kind=SendErrorKind.OUTSIDE_WINDOW, error_code=10)
+    )
+    assert status == InboundMessage.Status.EXPIRED
     assert inbound.status_reason == "Facebook: outside the messaging window"
     assert OutboundPart.objects.get(position=0).status == OutboundPart.Status.FAILED
 

@@ -157,14 +157,19 @@ def test_format_reply_generic_template_matches_facebook_sample():
     ]
 
 
+def _postbacks(*titles: str) -> tuple[Button, ...]:
+    """Postback buttons whose payload is their title in capitals."""
+    return tuple(Button(title=title, payload=title.upper()) for title in titles)
+
+
+def _caps_card_only(**more) -> list[dict]:
+    """The messages for a reply with no text, carried by one card, and ``more`` on it."""
+    return format_reply(Reply(text="", cards=(Card(title="Caps", subtitle="For sunny days."),), **more))
+
+
 def test_format_reply_cards_without_text_send_only_the_carousel():
     """A reply carried by its cards alone is just the generic template, with quick replies on it."""
-    reply = Reply(
-        text="",
-        cards=(Card(title="Caps", subtitle="For sunny days."),),
-        quick_replies=(QuickReply(title="Back", payload="BACK"),),
-    )
-    messages = format_reply(reply)
+    messages = _caps_card_only(quick_replies=(QuickReply(title="Back", payload="BACK"),))
     assert len(messages) == 1
     assert messages[0]["attachment"]["payload"]["template_type"] == "generic"
     assert messages[0]["quick_replies"] == [{"content_type": "text", "title": "Back", "payload": "BACK"}]
@@ -233,16 +238,8 @@ def test_format_reply_keeps_640_character_button_text_in_the_template():
 
 def test_format_reply_moves_a_fourth_button_out_of_the_template():
     """Past three buttons, a postback becomes a quick reply and a URL becomes a line of text."""
-    reply = Reply(
-        text="Pick one.",
-        buttons=(
-            Button(title="One", payload="ONE"),
-            Button(title="Two", payload="TWO"),
-            Button(title="Three", payload="THREE"),
-            Button(title="Four", payload="FOUR"),
-            Button(title="Site", type="web_url", url="https://example.com/site"),
-        ),
-    )
+    site = Button(title="Site", type="web_url", url="https://example.com/site")
+    reply = Reply(text="Pick one.", buttons=(*_postbacks("One", "Two", "Three", "Four"), site))
     (message,) = format_reply(reply)
     payload = message["attachment"]["payload"]
     assert payload["text"] == "Pick one.\n\nSite: https://example.com/site"
@@ -350,11 +347,6 @@ def test_is_http_url_accepts_only_absolute_http_urls(url, valid):
 
 def test_format_reply_buttons_without_text_use_the_prompt_before_the_cards():
     """Buttons on a reply carried by cards get the standard prompt as their template text."""
-    reply = Reply(
-        text="",
-        buttons=(Button(title="Menu", payload="MENU"),),
-        cards=(Card(title="Caps", subtitle="For sunny days."),),
-    )
-    messages = format_reply(reply)
+    messages = _caps_card_only(buttons=(Button(title="Menu", payload="MENU"),))
     assert [m["attachment"]["payload"]["template_type"] for m in messages] == ["button", "generic"]
     assert messages[0]["attachment"]["payload"]["text"] == texts.BUTTONS_PROMPT

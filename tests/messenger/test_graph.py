@@ -32,6 +32,13 @@ PSID = "1254477777772919"
 BODY = {"recipient": {"id": PSID}, "messaging_type": "RESPONSE", "message": {"text": "Hello there"}}
 
 
+def _oauth_error(code: int, subcode: int, message: str, fbtrace_id: str) -> GraphError:
+    """Facebook's error for a refused token or recipient: an ``OAuthException`` answered with HTTP 400."""
+    return GraphError(
+        http_status=400, code=code, subcode=subcode, message=message, type="OAuthException", fbtrace_id=fbtrace_id
+    )
+
+
 @pytest.fixture(autouse=True)
 def graph_settings(fresh_graph_client):
     """A configured page token and Graph URL; a fresh session (and circuit) around each test."""
@@ -140,14 +147,7 @@ def test_graph_request_returns_error_answers_with_their_envelope(graph_api):
         True,
         True,
     )
-    assert response.error == GraphError(
-        http_status=400,
-        code=190,
-        subcode=1234567,
-        message="Invalid OAuth access token.",
-        type="OAuthException",
-        fbtrace_id="BLBz/WZt8dN",
-    )
+    assert response.error == _oauth_error(190, 1234567, "Invalid OAuth access token.", "BLBz/WZt8dN")
 
 
 def test_graph_request_non_json_answer_has_no_payload(graph_api):
@@ -209,14 +209,7 @@ def test_scrub_without_configured_token_still_redacts_shapes():
     [
         (
             fixture("send_error_user_unavailable"),
-            GraphError(
-                http_status=400,
-                code=551,
-                subcode=1545041,
-                message="(#551) This person isn't available right now.",
-                type="OAuthException",
-                fbtrace_id="G3GRmtpZiq6",
-            ),
+            _oauth_error(551, 1545041, "(#551) This person isn't available right now.", "G3GRmtpZiq6"),
         ),
         ({"error": {"code": "100", "error_subcode": "2018001"}}, GraphError(400, code=100, subcode=2018001)),
         ({"error": {"code": 2, "is_transient": True}, "fbtrace_id": "T"}, GraphError(400, 2, None, "", "", "T", True)),

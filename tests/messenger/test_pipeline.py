@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +16,9 @@ from conversations.services import conversation_give_back, conversation_hand_ove
 from messenger import replies
 from messenger.jobs import process_inbound
 from messenger.models import InboundMessage, OutboundPart
-from tests.messenger.helpers import load_fixture_graph, run_worker, sent_messages, text_body
+from tests.messenger.helpers import assert_greeting_sent_to, load_fixture_graph, run_worker, sent_messages, text_body
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("page_token")]
-RULES = json.loads(Path("engine/rules.json").read_text())
 
 
 def test_text_message_is_answered_through_send_api(post_webhook, graph):
@@ -30,19 +28,7 @@ def test_text_message_is_answered_through_send_api(post_webhook, graph):
     row = InboundMessage.objects.get()
     assert row.status == InboundMessage.Status.ANSWERED
     [body] = sent_messages(graph)
-    greeting = next(i for i in RULES["intents"] if i["name"] == "greeting")
-    assert body == {
-        "recipient": {"id": "1256217357730577"},
-        "messaging_type": "RESPONSE",
-        "message": {
-            "text": body["message"]["text"],
-            "quick_replies": [
-                {"content_type": "text", "title": q["title"], "payload": q["payload"]}
-                for q in greeting["quick_replies"]
-            ],
-        },
-    }
-    assert body["message"]["text"] in greeting["answers"]
+    assert_greeting_sent_to(body, "1256217357730577")
     part = OutboundPart.objects.get()
     assert part.status == OutboundPart.Status.SENT
     assert part.fb_message_id == load_fixture_graph("send_success")["message_id"]

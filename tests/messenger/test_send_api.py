@@ -20,13 +20,13 @@ from messenger.send_api import (
     DRY_RUN_LOG,
     SendErrorKind,
     SendResult,
-    reset_session,
     send_message,
     send_sender_action,
 )
 from observability.hashing import hash_psid
 from observability.logging import JsonFormatter, TextFormatter
 from tests.messenger.graph_fixtures import ERROR_FIXTURES, graph
+from tests.messenger.helpers import send_api_settings
 
 TOKEN = "EAAGtestPAGEtoken0123456789abcdef"
 GRAPH = "https://graph.test.invalid/v25.0"
@@ -36,22 +36,10 @@ MESSAGE = {"text": "Hello there"}
 
 
 @pytest.fixture(autouse=True)
-def send_settings():
+def send_settings(fresh_graph_client):
     """A configured page token and the contract's retry/circuit defaults; a fresh session and circuit."""
-    with override_settings(
-        MESSENGER_PAGE_ACCESS_TOKEN=TOKEN,
-        MESSENGER_GRAPH_API_URL=GRAPH,
-        MESSENGER_SEND_TIMEOUT_MS=5000,
-        MESSENGER_MAX_RETRIES=3,
-        MESSENGER_RETRY_BASE_MS=1000,
-        MESSENGER_CIRCUIT_FAILURE_THRESHOLD=5,
-        MESSENGER_CIRCUIT_COOLDOWN_MS=30_000,
-    ):
-        reset_session()
-        get_breaker().reset()
+    with send_api_settings(token=TOKEN, graph_url=GRAPH, MESSENGER_SEND_TIMEOUT_MS=5000, MESSENGER_RETRY_BASE_MS=1000):
         yield
-        reset_session()
-        get_breaker().reset()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from messenger.send_api import SendErrorKind, send_message
 from messenger.usage import GraphUsage, usage_cooldown_ms, usage_last, usage_parse, usage_record
 from observability.models import Event
 from tests.messenger.conftest import T0
+from tests.messenger.helpers import send_api_settings
 
 TOKEN = "EAAGusagetoken0123456789"
 GRAPH = "https://graph.test.invalid/v25.0"
@@ -37,14 +38,7 @@ def _throttled(mock, *, code: int = 613, minutes=5) -> None:
 
 @pytest.fixture(autouse=True)
 def send_settings(fresh_graph_client):
-    with override_settings(
-        MESSENGER_PAGE_ACCESS_TOKEN=TOKEN,
-        MESSENGER_GRAPH_API_URL=GRAPH,
-        MESSENGER_MAX_RETRIES=3,
-        MESSENGER_CIRCUIT_FAILURE_THRESHOLD=5,
-        MESSENGER_CIRCUIT_COOLDOWN_MS=30_000,
-        MESSENGER_USAGE_MAX_COOLDOWN_MS=3_600_000,
-    ):
+    with send_api_settings(token=TOKEN, graph_url=GRAPH, MESSENGER_USAGE_MAX_COOLDOWN_MS=3_600_000):
         yield
 
 
