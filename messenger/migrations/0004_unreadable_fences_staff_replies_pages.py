@@ -2,7 +2,10 @@
 
 import django.db.models.deletion
 import django.utils.timezone
+from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations, models
+
+from conversations.migrations._trigram import trigram_indexes
 
 
 class Migration(migrations.Migration):
@@ -80,5 +83,24 @@ class Migration(migrations.Migration):
                 ('sent_at', models.DateTimeField(blank=True, null=True)),
                 ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='conversations.conversation')),
             ],
+        ),
+        # Staff inbox: trace ids, list filters, search.
+        TrigramExtension(),
+        trigram_indexes(
+            [("inbound_psid_trgm", "messenger_inboundmessage", "psid"),
+             ("inbound_text_trgm", "messenger_inboundmessage", "text")]
+        ),
+        migrations.AddField(
+            model_name='outboundpart',
+            name='fbtrace_id',
+            field=models.CharField(blank=True, default='', max_length=64),
+        ),
+        migrations.AddIndex(
+            model_name='inboundmessage',
+            index=models.Index(fields=['-received_at', '-id'], name='inbound_received_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='inboundmessage',
+            index=models.Index(fields=['kind', 'received_at'], name='inbound_kind_idx'),
         ),
     ]
