@@ -3,7 +3,7 @@ replies with their status (read-only: they are written in the conversation admin
 
 All read-only: no Save, no Delete (deleting a user's data is ``messenger_forget``'s job). The inbound
 table is large, so its list has no date drill-down and no ``DISTINCT`` filter: fixed choices only,
-each served by an index (migration 0005), and no full COUNT.
+each served by an index (migration 0004), and no full COUNT.
 
 The pages admin (write-only token) is ``messenger.page_admin``, registered by importing it here.
 """

@@ -130,7 +130,7 @@ class InboundMessage(models.Model):
             # The admin list: newest first, its "received" and kind filters (fixed choices, no DISTINCT).
             models.Index(fields=["-received_at", "-id"], name="inbound_received_idx"),
             models.Index(fields=["kind", "received_at"], name="inbound_kind_idx"),
-            # Search by text and part of a PSID uses trigram GIN indexes made by migration 0007 on
+            # Search by text and part of a PSID uses trigram GIN indexes made by migration 0004 on
             # PostgreSQL only (UPPER(col) gin_trgm_ops, the expression Django's icontains compares).
         ]
 
