@@ -27,11 +27,8 @@ class ReceivedFilter(RecentFilter):
     field_name = "received_at"
 
 
-class _ReadOnly:
+class _NoWrites:
     """No Save, no Delete, no Add for anyone: these rows are written by the channel only."""
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -41,27 +38,25 @@ class _ReadOnly:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class _ReadOnly(_NoWrites):
+    """A list and a read-only page of rows written by the channel only."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
 
     def has_forget_permission(self, request) -> bool:
         """The "Forget these users" action: Django's delete permission, though no Delete is offered."""
         return super().has_delete_permission(request)
 
 
-class OutboundPartInline(admin.TabularInline):
+class OutboundPartInline(_NoWrites, admin.TabularInline):
     model = OutboundPart
     extra = 0
     can_delete = False
     fields = ("position", "status", "body", "fb_message_id", "error_kind", "error_code", "fbtrace_id", "sent_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(InboundMessage)
