@@ -212,5 +212,8 @@ class StaffReply(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name_plural = "staff replies"
+
     def __str__(self) -> str:
         return f"Staff reply {self.pk} by {self.author} ({self.status})"

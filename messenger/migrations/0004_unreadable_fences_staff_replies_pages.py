@@ -83,6 +83,9 @@ class Migration(migrations.Migration):
                 ('sent_at', models.DateTimeField(blank=True, null=True)),
                 ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='conversations.conversation')),
             ],
+            options={
+                'verbose_name_plural': 'staff replies',
+            },
         ),
         # Staff inbox: trace ids, list filters, search.
         TrigramExtension(),
