@@ -39,6 +39,10 @@ class _NoWrites:
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_forget_permission(self, request) -> bool:
+        """The "Forget these users" action: Django's delete permission, though no Delete is offered."""
+        return super().has_delete_permission(request)
+
 
 class _ReadOnly(_NoWrites):
     """A list and a read-only page of rows written by the channel only."""
@@ -46,9 +50,6 @@ class _ReadOnly(_NoWrites):
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
 
-    def has_forget_permission(self, request) -> bool:
-        """The "Forget these users" action: Django's delete permission, though no Delete is offered."""
-        return super().has_delete_permission(request)
 
 
 class OutboundPartInline(_NoWrites, admin.TabularInline):
