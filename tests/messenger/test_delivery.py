@@ -302,8 +302,8 @@ def test_page_wide_outage_holds_the_sender_in_order_and_loses_nothing(post_webho
 
 
 def test_parked_messages_retry_at_spread_out_times(monkeypatch):
-    """Ten messages parked by the same open circuit come back at ten different times within the
-    cooldown plus its jitter, not all at the same instant."""
+    """Ten messages parked by the same open circuit come back spread over the cooldown plus its
+    jitter, not all at the same instant."""
     cooldown = 30_000
     not_befores = []
     for i in range(10):
@@ -320,7 +320,9 @@ def test_parked_messages_retry_at_spread_out_times(monkeypatch):
         delay = inbound.not_before - before
         assert timedelta(milliseconds=cooldown) <= delay <= timedelta(milliseconds=cooldown * (1 + JITTER_SHARE) + 50)
         not_befores.append(delay)
-    assert len({round(d.total_seconds(), 2) for d in not_befores}) == 10
+    # Ten uniform draws over a 6 s spread: they cover more than a second of it unless the jitter is
+    # gone (a chance of about one in a million), where a count of distinct values could collide.
+    assert max(not_befores) - min(not_befores) > timedelta(seconds=1)
 
 
 def test_bot_reply_is_never_tagged(post_webhook, graph):
