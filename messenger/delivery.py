@@ -68,6 +68,7 @@ from messenger.services import (
     outbound_part_mark_pending,
     outbound_part_mark_sent,
     outbound_part_record_error,
+    outbound_part_uncount_attempt,
 )
 from messenger.window import Author, Refused, send_policy
 from observability import signals
@@ -216,6 +217,8 @@ def _send_failed(
     outbound_part_record_error(
         part=part, error_kind=kind.value, error_code=result.error_code, fbtrace_id=result.fbtrace_id
     )
+    if result.deferred or kind in API_FAILURE_KINDS:
+        outbound_part_uncount_attempt(part=part)
     if result.deferred:
         delay = max(result.retry_after_ms or settings.MESSENGER_CIRCUIT_COOLDOWN_MS, 1000)
         token = kind == SendErrorKind.TOKEN_FAILING

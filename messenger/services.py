@@ -185,6 +185,13 @@ def outbound_part_mark_pending(*, part: OutboundPart) -> bool:
     return bool(updated)
 
 
+def outbound_part_uncount_attempt(*, part: OutboundPart) -> None:
+    """The last send met a page-wide failure (circuit open, token failing, Facebook down): it is not
+    one of the message's own attempts, so an outage never uses up the give-up bound of a message."""
+    OutboundPart.objects.filter(id=part.id, attempts__gt=0).update(attempts=models.F("attempts") - 1)
+    part.attempts = max(0, part.attempts - 1)
+
+
 def outbound_part_record_error(
     *, part: OutboundPart, error_kind: str, error_code: int | None, fbtrace_id: str = ""
 ) -> None:

@@ -333,3 +333,30 @@ def test_bot_reply_is_never_tagged(post_webhook, graph):
     bodies = sent_messages(graph)
     assert len(bodies) == 2
     assert [(b["messaging_type"], "tag" in b) for b in bodies] == [("RESPONSE", False), ("RESPONSE", False)]
+
+
+def test_page_wide_failures_do_not_use_up_a_messages_own_attempts(monkeypatch):
+    """Sends that met an open circuit or a Facebook outage are not the message's own attempts: after
+    five of them, the message's own error still gets its first retry, not a give-up."""
+    from messenger.delivery import MESSAGE_MAX_ATTEMPTS
+
+    inbound = InboundMessage.objects.create(
+        mid="m_outage_then_own", page_id="p", psid="u1", kind="text", queue_name="messenger_fast",
+        fb_timestamp=int(time.time() * 1000), status=InboundMessage.Status.PROCESSING,
+    )
+    [part] = outbound_part_create_many(inbound=inbound, bodies=[{"text": "one"}], intent="x", confidence=None)
+    outage = [
+        SendResult(ok=False, error_kind=SendErrorKind.CIRCUIT_OPEN, deferred=True, retry_after_ms=1000),
+        SendResult(ok=False, error_kind=SendErrorKind.TRANSIENT, error_code=2, http_status=500),
+    ]
+    for result in [*outage, *outage, outage[0]]:
+        _answer(monkeypatch, result)
+        assert parts_send(inbound=inbound, parts=[part]) == InboundMessage.Status.DEFERRED
+        part.refresh_from_db()
+        assert part.attempts == 0
+    _answer(monkeypatch, SendResult(ok=False, error_kind=SendErrorKind.UNKNOWN, error_code=9999, http_status=400))
+    assert parts_send(inbound=inbound, parts=[part]) == InboundMessage.Status.DEFERRED
+    part.refresh_from_db()
+    inbound.refresh_from_db()
+    assert part.attempts == 1
+    assert inbound.status_reason == f"send failed: unknown (code 9999); attempt 1 of {MESSAGE_MAX_ATTEMPTS}"
