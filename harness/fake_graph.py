@@ -26,8 +26,11 @@ message accepted is POSTed back, signed, to the app's webhook as an echo (``is_e
 ``echo_drop_rate`` that never is. :func:`echo_body` builds the same body for a test to post itself.
 
 ``latency_s`` delays every Send API answer and ``chat_delay`` every chat answer (the peer taking time,
-not the caller sleeping). Only bodies answered 200 are recorded as delivered: a request that timed out
-is modelled as not delivered (see docs/performance.md on what a real timeout could mean). Thread-safe.
+not the caller sleeping); ``chat_delay_for[text]`` overrides it for the chat calls whose last message
+is ``text`` (a model that hangs on one question). ``chat_calls()`` lists each chat call's arrival,
+answer time and last message, to tell what ran at once. Only bodies answered 200 are recorded as
+delivered: a request that timed out is modelled as not delivered (see docs/performance.md on what a
+real timeout could mean). Thread-safe.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class FakeGraph:
         self.mode = "ok"
         self.hang_s = 2.0
         self.chat_requests = 0
+        self.chat_delay_for: dict[str, float] = {}
+        self._chat_calls: list[tuple[float, float, str]] = []
         self.refuse_psids: dict[str, dict] = {}
         self.refuse_left: dict[str, int] = {}
         self.first_refused_at: dict[str, float] = {}  # time.time() of each PSID's first refusal
@@ -175,15 +180,24 @@ class FakeGraph:
     def clear(self) -> None:
         with self._lock:
             self._received.clear()
+            self._chat_calls.clear()
             self.counters = FaultCounters()
 
     # --- answering -----------------------------------------------------------------------------------
 
+    def chat_calls(self) -> list[tuple[float, float, str]]:
+        """``(arrived, answered, last message)`` of each chat call answered, ``time.perf_counter()``."""
+        with self._lock:
+            return list(self._chat_calls)
+
     def _chat(self, body: dict) -> tuple[int, dict]:
+        arrived = time.perf_counter()
         with self._lock:
             self.chat_requests += 1
-        _take(self.chat_delay)
         last = body["messages"][-1]["content"]
+        _take(self.chat_delay_for.get(last, self.chat_delay))
+        with self._lock:
+            self._chat_calls.append((arrived, time.perf_counter(), last))
         return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo: {last}"}}]}
 
     def _graph(self, raw: bytes, arrived: float) -> tuple[int, dict] | None:

@@ -17,6 +17,12 @@ restarted empty) *and* locally, once the time since the last successful renewal 
 the monotonic clock (Redis slow or unreachable, the process paused by SIGSTOP or a long GC): by then
 Redis may have let the key expire and another worker may have taken the sender.
 
+A worker with many messages in flight (``messenger.thread_worker``) stops them together: on a
+graceful stop :func:`drains_wind_down` tells every drain to hand on its sender's remaining messages
+after the one in hand, and before the process exits with messages still in flight
+:func:`leases_revoke` makes every lock it holds count as lost, so no thread sends again after their
+messages are put back.
+
 This module owns both keys: nobody else formats them. The recovery sweep asks
 :func:`sender_lock_held` and :func:`inflight_alive`; a worker putting back the message of a job it
 stopped frees them with :func:`sender_lease_drop`. All go through the channel's Redis
@@ -41,6 +47,26 @@ logger = logging.getLogger("messenger.ordering")
 _LOCK_KEY = "messenger:sender-lock:{page_id}:{psid}"
 # Alive while a worker processes the message; its absence means the worker died (or let go).
 _INFLIGHT_KEY = "messenger:inflight:{id}"
+
+
+# Process-wide: set once when a stopping worker gives its messages up (see the module docstring).
+_leases_revoked = threading.Event()
+_winding_down = threading.Event()
+
+
+def leases_revoke() -> None:
+    """From now on every lock of this process counts as lost: its holders send nothing more."""
+    _leases_revoked.set()
+
+
+def drains_wind_down() -> None:
+    """This process is stopping: drains finish the message in hand and hand on the rest."""
+    _winding_down.set()
+
+
+def drains_winding_down() -> bool:
+    """Whether this process is stopping (:func:`drains_wind_down` was called)."""
+    return _winding_down.is_set()
 
 
 def _monotonic() -> float:
@@ -126,6 +152,9 @@ class SenderLock:
 
         Asked before every send; once it says no, it keeps saying no.
         """
+        if not self.lost and _leases_revoked.is_set():
+            self.lost = True
+            logger.warning("messenger.ordering.lease-revoked", extra={"lock": self.key})
         if not self.lost and _monotonic() - self._renewed_at > self.lease_s:
             self.lost = True
             logger.error("messenger.ordering.lease-expired-locally", extra={"lock": self.key})

@@ -53,7 +53,7 @@ from messenger.delivery import LEASE_LOST, jittered_ms, parts_send, window_close
 from messenger.formatter import format_reply
 from messenger.inbox import inbox_requeue_one, inbox_schedule_retry
 from messenger.models import InboundMessage, OutboundPart
-from messenger.ordering import SenderLock
+from messenger.ordering import SenderLock, drains_winding_down
 from messenger.pages import page_served
 from messenger.queues import channel_redis
 from messenger.selectors import inbound_get, inbound_next_for_sender, inbound_parts
@@ -91,6 +91,7 @@ def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
         return inbound.status
 
     started = time.monotonic()
+    processed = 0
     while True:
         lock = SenderLock(channel_redis(), page_id=inbound.page_id, psid=inbound.psid, owner=worker_name)
         if not lock.acquire():
@@ -104,9 +105,11 @@ def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
                 current = inbound_next_for_sender(inbound=inbound)
                 if not isinstance(current, InboundMessage):
                     break
-                if time.monotonic() - started > DRAIN_BUDGET_S:
+                # A long drain must not outlive its job; a stopping worker finishes only what it holds.
+                if time.monotonic() - started > DRAIN_BUDGET_S or (processed and drains_winding_down()):
                     hand_on = current
                     break
+                processed += 1
                 lock.set_inflight(current.id)
                 if inbound_process(inbound=current, worker_name=worker_name, lease_held=lock.held) == LEASE_LOST:
                     cut_off = current

@@ -99,7 +99,10 @@ def _engine_pool() -> ThreadPoolExecutor:
     global _executor, _executor_pid
     with _executor_lock:
         if _executor is None or _executor_pid != os.getpid():
-            _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chat-engine")
+            # Twice the jobs a process runs at once: a call past its budget keeps its thread until the
+            # engine's own timeout ends it, and must not hold up the next message's call.
+            size = 2 * max(2, settings.MESSENGER_WORKER_CONCURRENCY)
+            _executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="chat-engine")
             _executor_pid = os.getpid()
         return _executor
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.conf import settings
 
 from harness import processes
 from harness.fake_graph import FakeGraph
 from harness.processes import Proc, wait_until
-from harness.webhooks import text_body
+from harness.webhooks import WEBHOOK_PATH, text_body
 from tests.integration.support import status_of
 
 
@@ -18,6 +19,14 @@ def fake():
     """The harness's fake Send API and OpenAI-compatible chat server on loopback, for one test."""
     with FakeGraph() as server:
         yield server
+
+
+@pytest.fixture
+def echoes(fake, live_server):
+    """The fake Graph echoes every message it accepts to the live webhook, 0.2 s later (Facebook's
+    ``message_echoes`` subscription): what settles a send cut off mid-way."""
+    fake.echo_to(f"{live_server.url}{WEBHOOK_PATH}", settings.MESSENGER_APP_SECRET, delay_s=0.2)
+    return fake
 
 
 @pytest.fixture

@@ -12,21 +12,13 @@ import signal
 import time
 
 import pytest
-from django.conf import settings
 
 from harness.processes import wait_until
-from harness.webhooks import WEBHOOK_PATH, text_body
+from harness.webhooks import text_body
 from messenger.models import InboundMessage, OutboundPart
 from tests.integration.support import process_env, sigterm_and_wait, status_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-@pytest.fixture
-def echoes(fake, live_server):
-    """The fake Graph echoes every message it accepts to the live webhook, 0.2 s later."""
-    fake.echo_to(f"{live_server.url}{WEBHOOK_PATH}", settings.MESSENGER_APP_SECRET, delay_s=0.2)
-    return fake
 
 
 def test_send_accepted_after_timeout_is_not_resent(post_webhook, echoes, workers):

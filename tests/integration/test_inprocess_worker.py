@@ -1,7 +1,7 @@
 """The opt-in in-process worker (``messenger.worker.MessengerInProcessWorker``) with real ``rqworker``
 processes, real signals, real Redis/PostgreSQL: it waits for the message in flight, puts it back past
 the shutdown timeout, loses nothing to a SIGKILL, keeps one user's messages in order, and survives
-rq's job timeout. The default class stays the forking ``MessengerWorker``.
+rq's job timeout.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import time
 from collections import Counter
 
 import pytest
-from django.conf import settings
-from django_rq.workers import get_worker_class
 from rq.job import Job
 
 from harness.fake_graph import FakeGraph
@@ -20,7 +18,7 @@ from harness.webhooks import text_body
 from messenger import texts
 from messenger.models import InboundMessage
 from messenger.queues import get_queue
-from messenger.worker import EXIT_CODE_JOB_ABANDONED, MessengerWorker
+from messenger.worker import EXIT_CODE_JOB_ABANDONED
 from tests.integration.support import (
     IN_PROCESS_WORKER,
     assert_put_back_unanswered,
@@ -125,12 +123,3 @@ def test_inprocess_job_timeout_stops_the_job_and_worker_goes_on(post_webhook, fa
     wait_until(lambda: status_of("m_ip_after") == "answered", 30, message="the next message")
     assert fake.replies()[-1] == "echo: next question"
     assert worker.alive()
-
-
-def test_default_worker_class_is_the_forking_messenger_worker(fake, workers):
-    """Without RQ_WORKER_CLASS the settings and a real rqworker use the forking MessengerWorker."""
-    assert settings.RQ["WORKER_CLASS"] == "messenger.worker.MessengerWorker"
-    assert get_worker_class() is MessengerWorker
-    worker = workers(process_env(fake))
-    wait_until(lambda: "messenger.worker.ready" in worker.output(), 30, message="the worker to be ready")
-    assert "MessengerWorker" in worker.output() and "MessengerInProcessWorker" not in worker.output()
