@@ -119,8 +119,8 @@ def test_many_messages_share_one_timer_thread(monkeypatch):
     import threading
 
     actions = _record_actions(monkeypatch)
-    with sender_actions(InboundMessage(mid="m_1", psid="u1", attempts=1)):
-        with sender_actions(InboundMessage(mid="m_2", psid="u2", attempts=1)):
-            time.sleep(0.2)
+    first, second = (InboundMessage(mid=f"m_{i}", psid=f"u{i}", attempts=1) for i in (1, 2))
+    with sender_actions(first), sender_actions(second):
+        time.sleep(0.2)
     timers = [t for t in threading.enumerate() if t.name == "sender-actions-timer"]
     assert (len(timers), sorted(actions)) == (1, ["mark_seen", "mark_seen", "typing_on", "typing_on"])
