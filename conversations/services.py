@@ -292,6 +292,7 @@ def context_load(
     attachments: list | None = None,
     structured: dict | None = None,
     now: datetime | None = None,
+    first_run: bool = False,
 ) -> LoadedContext:
     """Get or start the sender's conversation, read its recent history, store the inbound message.
 
@@ -308,10 +309,14 @@ def context_load(
     conversation), history costs none; then the append is one INSERT and one UPDATE in one
     transaction (BEGIN, INSERT, UPDATE, COMMIT: six statements in all, or a savepoint inside a
     caller's transaction). A cache miss adds one SELECT; a new sender adds the conversation's INSERT.
+
+    ``first_run``: the caller knows no earlier run stored this message (the worker's first claim of
+    it), so the ``fb_message_id`` look-up is skipped. Still idempotent: should the message be stored
+    after all, the INSERT meets the unique ``fb_message_id`` and the stored one is used, as in a race.
     """
     now = now or timezone.now()
     fb_message_id = fb_message_id or None
-    if fb_message_id:
+    if fb_message_id and not first_run:
         stored = Message.objects.select_related("conversation").filter(fb_message_id=fb_message_id).first()
         if stored is not None:
             logger.info(

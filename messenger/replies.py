@@ -49,6 +49,8 @@ def reply_context_load(*, inbound: InboundMessage) -> LoadedContext:
         fb_message_id=inbound.mid,
         attachments=inbound.attachments or None,
         structured=structured,
+        # A first claim follows no run that could have stored it: no look-up for it (``context_load``).
+        first_run=inbound.attempts == 1,
     )
 
 
