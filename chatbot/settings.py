@@ -170,6 +170,9 @@ MESSENGER_GRAPH_API_URL = env.str(
 ).rstrip("/")
 MESSENGER_PROCESSING_TIMEOUT_MS = env.int("MESSENGER_PROCESSING_TIMEOUT_MS", default=15000)
 MESSENGER_SEND_TIMEOUT_MS = env.int("MESSENGER_SEND_TIMEOUT_MS", default=5000)
+# mark_seen + typing_on are sent only when the reply is not ready this long after the engine is asked:
+# two Send API calls that count against the page's rate limit, worth it only when the user would wait.
+MESSENGER_TYPING_DELAY_MS = env.int("MESSENGER_TYPING_DELAY_MS", default=700)
 MESSENGER_MAX_RETRIES = env.int("MESSENGER_MAX_RETRIES", default=3)
 MESSENGER_RETRY_BASE_MS = env.int("MESSENGER_RETRY_BASE_MS", default=1000)
 MESSENGER_CIRCUIT_FAILURE_THRESHOLD = env.int("MESSENGER_CIRCUIT_FAILURE_THRESHOLD", default=5)

@@ -292,6 +292,7 @@ def context_load(
     attachments: list | None = None,
     structured: dict | None = None,
     now: datetime | None = None,
+    first_run: bool = False,
 ) -> LoadedContext:
     """Get or start the sender's conversation, read its recent history, store the inbound message.
 
@@ -304,14 +305,14 @@ def context_load(
     it; ``is_new_conversation`` true if it opened its conversation; ``created`` false).
 
     Database cost for a returning user on a cache hit (checked by the tests): the loading part is at
-    most two SELECTs (the ``fb_message_id`` look-up, skipped without an id, and the open
-    conversation), history costs none; then the append is one INSERT and one UPDATE in one
+    most two SELECTs (the ``fb_message_id`` look-up, skipped without an id or on a ``first_run``, and
+    the open conversation), history costs none; then the append is one INSERT and one UPDATE in one
     transaction (BEGIN, INSERT, UPDATE, COMMIT: six statements in all, or a savepoint inside a
     caller's transaction). A cache miss adds one SELECT; a new sender adds the conversation's INSERT.
-    """
+    ``first_run``: no earlier run can have stored it; if one did, the unique id still finds it."""
     now = now or timezone.now()
     fb_message_id = fb_message_id or None
-    if fb_message_id:
+    if fb_message_id and not first_run:
         stored = Message.objects.select_related("conversation").filter(fb_message_id=fb_message_id).first()
         if stored is not None:
             logger.info(

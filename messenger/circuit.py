@@ -26,7 +26,8 @@ hosts; skew of a few ms is irrelevant against a cooldown of seconds). Tests patc
 
 What counts: the caller decides (see ``messenger.send_api``): transient, rate-limited and auth
 failures are API failures (:meth:`CircuitBreaker.record_failure`); a success resets the count
-(:meth:`CircuitBreaker.record_success`). A late success or failure of a call admitted before the
+(:meth:`CircuitBreaker.record_success`; no round trip when the circuit was clean when the call was
+admitted, the usual case: ``acquire`` says so). A late success or failure of a call admitted before the
 circuit opened does not move an open circuit: only the probe decides. A throttled answer that says
 when access returns (``messenger.usage``) opens the circuit at once for that long, or pushes the end
 of an open circuit later: ``record_failure(permit, cooldown_ms=...)``, the same one script.
@@ -43,7 +44,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -59,12 +60,15 @@ UNKNOWN = "unknown"  # state() when Redis cannot be read
 REDIS_DOWN_BACKOFF_S = 5.0
 
 # KEYS[1] = state hash; ARGV = now_ms, probe_lease_ms.
-# Returns {allowed (0/1), is_probe (0/1), retry_after_ms}.
+# Returns {allowed (0/1), is_probe (0/1), retry_after_ms, clean (0/1: closed with no failure counted)}.
 _ACQUIRE_LUA = """
-local v = redis.call('HMGET', KEYS[1], 'opened_until', 'probe_until')
+local v = redis.call('HMGET', KEYS[1], 'opened_until', 'probe_until', 'failures')
 local opened_until = tonumber(v[1]) or 0
 if opened_until == 0 then
-  return {1, 0, 0}
+  if (tonumber(v[3]) or 0) == 0 then
+    return {1, 0, 0, 1}
+  end
+  return {1, 0, 0, 0}
 end
 local now = tonumber(ARGV[1])
 if now < opened_until then
@@ -134,13 +138,15 @@ class Permit:
     ``allowed``: the caller may make the HTTP call. ``is_probe``: this call is the single half-open
     probe; the caller must report its outcome (and should not retry it). ``retry_after_ms``: when
     refused, how long until asking again makes sense. ``degraded``: Redis was unreachable and the
-    call is allowed without protection.
+    call is allowed without protection. ``clean``: the circuit was closed with no failure counted, so
+    a success has nothing to reset (:meth:`CircuitBreaker.record_success` makes no round trip).
     """
 
     allowed: bool
     is_probe: bool = False
     retry_after_ms: int = 0
     degraded: bool = False
+    clean: bool = field(default=False, compare=False)
 
 
 class CircuitBreaker:
@@ -160,19 +166,27 @@ class CircuitBreaker:
             return Permit(allowed=True, degraded=True)
         try:
             client, acquire_script, _ = self._bound_scripts()
-            allowed, is_probe, retry_after = acquire_script(
+            allowed, is_probe, retry_after, *clean = acquire_script(
                 keys=[self.key], args=[_now_ms(), self._probe_lease_ms()], client=client
             )
         except RedisError as exc:
             self._redis_unavailable("acquire", exc)
             return Permit(allowed=True, degraded=True)
-        permit = Permit(allowed=bool(allowed), is_probe=bool(is_probe), retry_after_ms=int(retry_after))
+        clean = bool(clean and clean[0])
+        permit = Permit(allowed=bool(allowed), is_probe=bool(is_probe), retry_after_ms=int(retry_after), clean=clean)
         if permit.is_probe:
             logger.info("messenger.circuit.probe", extra={"circuit": self.name})
         return permit
 
     def record_success(self, permit: Permit) -> str:
-        """Report a call that reached the API and was answered; returns the transition name."""
+        """Report a call that reached the API and was answered; returns the transition name.
+
+        A permit given by a clean circuit (no failure counted) records nothing: the usual send costs
+        one round trip to the breaker, not two. A failure another process counted since stays
+        counted until a success admitted after it: the count errs towards opening, never closing.
+        """
+        if permit.clean and not permit.is_probe:
+            return "none"
         return self._record(permit, "success")
 
     def record_failure(self, permit: Permit, *, cooldown_ms: int | None = None) -> str:

@@ -109,15 +109,21 @@ def window_closed(*, inbound: InboundMessage) -> bool:
 
 
 def parts_send(
-    *, inbound: InboundMessage, parts: list[OutboundPart], lease_held: Callable[[], bool] | None = None
+    *,
+    inbound: InboundMessage,
+    parts: list[OutboundPart],
+    lease_held: Callable[[], bool] | None = None,
+    conversation: Conversation | None = None,
 ) -> str:
     """Send every part not sent yet, in order; returns the message's status (answered, parked, failed...).
 
     ``lease_held`` is asked before every send: when it says no, nothing more is sent and
-    :data:`LEASE_LOST` is returned with the row untouched.
+    :data:`LEASE_LOST` is returned with the row untouched. ``conversation``: the message's
+    conversation as the caller has just read it (saves reading it again); read here when not given.
     """
     context = inbound.log_fields()
-    conversation = Conversation.objects.filter(id=inbound.conversation_id).first()
+    if conversation is None or conversation.id != inbound.conversation_id:
+        conversation = Conversation.objects.filter(id=inbound.conversation_id).first()
     if conversation is not None and conversation_bot_silenced(conversation=conversation):
         return _handed_over(inbound, parts)
     send_started = time.perf_counter()

@@ -195,8 +195,14 @@ class SenderLock:
         if self._thread is not None:
             self._thread.join(timeout=self.heartbeat_s + 1)
         try:
-            self.set_inflight(None)
-            self.connection.eval(_RELEASE, 1, self.key, self.token)
+            # The in-flight key and the lock go in one round trip.
+            with self._guard:
+                previous, self._inflight_id = self._inflight_id, None
+                pipe = self.connection.pipeline(transaction=False)
+                if previous is not None:
+                    pipe.delete(_inflight_key(previous))
+                pipe.eval(_RELEASE, 1, self.key, self.token)
+                pipe.execute()
         except redis.RedisError as exc:
             # The lease runs out by itself; the next job of this sender waits that long at most.
             logger.warning("messenger.ordering.release-failed", extra={"error": type(exc).__name__})

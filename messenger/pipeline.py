@@ -10,7 +10,8 @@ goes on. ``inbound_process`` answers one message:
 2. load the conversation context by PSID and store the inbound message (``messenger.replies``);
    (still recorded in the transcript, the conversation waiting for a person: ``messenger.people``);
 3. stop there if a human has the conversation or the bot is paused (``conversations.people``);
-4. ``mark_seen`` + ``typing_on`` in the background (best effort, never delaying the reply);
+4. ``mark_seen`` + ``typing_on`` only if the reply is not ready within ``MESSENGER_TYPING_DELAY_MS``
+   (``messenger.sender_actions``: none at all for the rules engine);
 5. decide the reply: attachments by ``messenger.attachments``, everything else by the chat engine,
    within ``MESSENGER_PROCESSING_TIMEOUT_MS`` (past it: a fallback reply, the late answer dropped);
 6. format it for Messenger (``messenger.formatter``) and record the parts (``OutboundPart``) before
@@ -47,6 +48,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 from rq.timeouts import JobTimeoutException
 
+from conversations.models import Conversation
 from conversations.people import conversation_bot_silenced
 from messenger import handover, people, replies
 from messenger.delivery import LEASE_LOST, jittered_ms, parts_send, window_closed
@@ -61,6 +63,7 @@ from messenger.services import inbound_finish, inbound_park, inbound_start, outb
 from observability import signals
 from observability.hashing import hash_psid
 from observability.logging import log_context
+from observability.services import events_buffered
 
 logger = logging.getLogger("messenger.pipeline")
 
@@ -69,6 +72,9 @@ Status = InboundMessage.Status
 DRAIN_BUDGET_S = 60.0
 # A message met by a passing database or Redis error is tried again this much later (plus jitter).
 INFRA_RETRY_MS = 5_000
+# A conversation read this recently (before the engine answered) is not read again before the send:
+# a person taking it over in that window is seen at the next message. Slower replies read it again.
+CONVERSATION_FRESH_S = 0.25
 # Errors that say the infrastructure is failing for a moment, not the message.
 _INFRA_ERRORS = (OperationalError, InterfaceError, RedisError)
 
@@ -92,6 +98,7 @@ def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
 
     started = time.monotonic()
     processed = 0
+    answered: dict[int, str] = {}  # what this drain did to each message: no query to say it at the end
     while True:
         lock = SenderLock(channel_redis(), page_id=inbound.page_id, psid=inbound.psid, owner=worker_name)
         if not lock.acquire():
@@ -114,20 +121,22 @@ def sender_drain(*, inbound_id: int, worker_name: str = "") -> str:
                 if inbound_process(inbound=current, worker_name=worker_name, lease_held=lock.held) == LEASE_LOST:
                     cut_off = current
                     break
-                lock.set_inflight(None)
+                answered[current.id] = current.status
+                # The in-flight key stays until the next message replaces it or the release drops it,
+                # in the same round trip: the message is no longer open, so the sweep ignores it.
         finally:
             lock.release()
         # Handed on only once the lock is free, so the new job can take the sender at once.
         if hand_on is not None:
             _hand_on(hand_on)
-            return _status_of(inbound)
+            return _status_of(inbound, answered)
         if cut_off is not None:
             _put_back(cut_off)
-            return _status_of(inbound)
+            return _status_of(inbound, answered)
         # A message may have arrived between our last look and the release: look once more.
         if lock.lost or not isinstance(inbound_next_for_sender(inbound=inbound), InboundMessage):
             break
-    return _status_of(inbound)
+    return _status_of(inbound, answered)
 
 
 def _put_back(inbound: InboundMessage) -> None:
@@ -136,7 +145,10 @@ def _put_back(inbound: InboundMessage) -> None:
     logger.warning("messenger.pipeline.put-back-lease-lost", extra=inbound.log_fields())
 
 
-def _status_of(inbound: InboundMessage) -> str:
+def _status_of(inbound: InboundMessage, answered: dict[int, str]) -> str:
+    """The status this drain left ``inbound`` in, or (when another worker had it) the row's."""
+    if inbound.id in answered:
+        return answered[inbound.id]
     inbound.refresh_from_db(fields=["status"])
     return inbound.status
 
@@ -158,6 +170,12 @@ def inbound_process(*, inbound: InboundMessage, worker_name: str = "", lease_hel
     :data:`INFRA_RETRY_MS`; any other exception fails it. Returns ``LEASE_LOST`` (not a status)
     when this worker may no longer send for the sender.
     """
+    # The message's events are written together when it ends (``observability.services``).
+    with events_buffered():
+        return _process_logged(inbound, worker_name, lease_held)
+
+
+def _process_logged(inbound: InboundMessage, worker_name: str, lease_held) -> str:
     try:
         with log_context(mid=inbound.mid, psid_hash=hash_psid(inbound.psid)):
             return _process(inbound, worker_name, lease_held)
@@ -201,23 +219,33 @@ def _process(inbound: InboundMessage, worker_name: str, lease_held=None) -> str:
         conversation = people.inbound_record_too_late(inbound=inbound)
         return inbound_finish(inbound=inbound, status=Status.EXPIRED, reason=reason, conversation_id=conversation.id)
 
-    parts = inbound_parts(inbound=inbound)
+    # Parts are recorded with the row's conversation, by a claim before this one: a first claim of a
+    # row without a conversation has none, and needs no query to know it.
+    first_claim = inbound.attempts == 1 and inbound.conversation_id is None
+    parts = [] if first_claim else inbound_parts(inbound=inbound)
+    conversation = None
     if not parts:
         parts_or_status = _reply_parts(inbound, step_started)
         if isinstance(parts_or_status, str):
             return parts_or_status
-        parts = parts_or_status
+        parts, conversation = parts_or_status
     elif inbound.conversation_id is None:
         return inbound_finish(inbound=inbound, status=Status.FAILED, reason="parts without a conversation")
-    status = parts_send(inbound=inbound, parts=parts, lease_held=lease_held)
+    status = parts_send(inbound=inbound, parts=parts, lease_held=lease_held, conversation=conversation)
     if status == Status.ANSWERED and inbound.intent in handover.HUMAN_INTENTS:
         handover.user_asked_for_person(inbound=inbound)
     return status
 
 
-def _reply_parts(inbound: InboundMessage, step_started: float) -> list[OutboundPart] | str:
-    """Steps 2 to 6: the recorded parts of the reply, or the final status when there is none to send."""
+def _reply_parts(inbound: InboundMessage, step_started: float) -> tuple[list[OutboundPart], Conversation | None] | str:
+    """Steps 2 to 6: the recorded parts of the reply, or the final status when there is none to send.
+
+    With the parts comes the conversation when it was read recently enough to stand for the row
+    (:data:`CONVERSATION_FRESH_S`): the send then asks it whether the bot is silenced instead of
+    reading it again.
+    """
     loaded = replies.reply_context_load(inbound=inbound)
+    loaded_at = time.monotonic()
     conversation = loaded.conversation
     # Stored on the row with its next write (the outcome or the parts), not in a query of its own.
     inbound.conversation_id = conversation.id
@@ -253,4 +281,5 @@ def _reply_parts(inbound: InboundMessage, step_started: float) -> list[OutboundP
             reason="the reply had nothing to send",
             conversation_id=conversation.id,
         )
-    return outbound_part_create_many(inbound=inbound, bodies=bodies, intent=reply.intent, confidence=reply.confidence)
+    parts = outbound_part_create_many(inbound=inbound, bodies=bodies, intent=reply.intent, confidence=reply.confidence)
+    return parts, (conversation if time.monotonic() - loaded_at < CONVERSATION_FRESH_S else None)

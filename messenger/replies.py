@@ -6,8 +6,8 @@
   chat engine, within ``MESSENGER_PROCESSING_TIMEOUT_MS``: past it the user gets the "taking longer"
   fallback and the late answer is dropped; an engine error gives the error fallback. ``None`` means
   the message needs no reply (a location, say). Sends ``intent_classified``.
-- :func:`sender_actions` shows the user ``mark_seen`` then ``typing_on`` from a background thread
-  while the reply is decided: best effort, never delaying the reply, skipped on a re-run.
+- :func:`sender_actions` (``messenger.sender_actions``) shows the user ``mark_seen`` then
+  ``typing_on`` only when the reply is not ready within ``MESSENGER_TYPING_DELAY_MS``.
 
 The engine runs in a per-process thread pool so the budget can be enforced from outside it.
 """
@@ -18,23 +18,24 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
 
 from django.conf import settings
 
 from conversations.services import LoadedContext, context_load
 from engine import get_engine
 from engine.types import ChatContext, Reply
-from messenger import send_api, texts
+from messenger import texts
 from messenger.attachments import decide_for_attachments
 from messenger.models import InboundMessage
+from messenger.sender_actions import sender_actions
 from observability import signals
 
 # One log name for every step of a message's life (see messenger.pipeline).
 logger = logging.getLogger("messenger.pipeline")
+
+__all__ = ["reply_context_load", "reply_decide", "sender_actions"]
 
 
 def reply_context_load(*, inbound: InboundMessage) -> LoadedContext:
@@ -48,6 +49,8 @@ def reply_context_load(*, inbound: InboundMessage) -> LoadedContext:
         fb_message_id=inbound.mid,
         attachments=inbound.attachments or None,
         structured=structured,
+        # A first claim follows no run that could have stored it: no look-up for it (``context_load``).
+        first_run=inbound.attempts == 1,
     )
 
 
@@ -137,46 +140,3 @@ def _call_engine(engine, context: ChatContext, budget_s: float) -> Reply:
     finally:
         # The engine thread may have touched the ORM; don't leave its connection open in the pool thread.
         close_old_connections()
-
-
-# --- mark_seen / typing_on while the reply is decided -----------------------------------------------
-
-
-@contextmanager
-def sender_actions(inbound: InboundMessage) -> Iterator[None]:
-    """``mark_seen`` then ``typing_on`` in the background for the length of the block.
-
-    Only on a message's first attempt (a re-run has shown them already); an action not yet sent when
-    the block ends is skipped, and a failed one stops the rest.
-    """
-    typing = _Typing(inbound)
-    typing.start()
-    try:
-        yield
-    finally:
-        typing.replied()
-
-
-class _Typing:
-    def __init__(self, inbound: InboundMessage) -> None:
-        self.inbound = inbound
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sender-actions", daemon=True)
-
-    def start(self) -> None:
-        if self.inbound.attempts <= 1:
-            self._thread.start()
-
-    def replied(self) -> None:
-        self._done.set()
-
-    def _run(self) -> None:
-        context = self.inbound.log_fields()
-        for action in ("mark_seen", "typing_on"):
-            if self._done.is_set():
-                return
-            result = send_api.send_sender_action(
-                psid=self.inbound.psid, action=action, log_context=context, page_id=self.inbound.page_id
-            )
-            if not result.ok:
-                return

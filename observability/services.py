@@ -12,6 +12,13 @@ contract is that recording can never break or hold up the handling of a message:
 
 The raw PSID is hashed here with :func:`observability.hashing.hash_psid` and never stored.
 
+On the worker's hot path a round trip per event would be a third of a message's statements, so the
+pipeline wraps each message in :func:`events_buffered`: events recorded by that thread in the block
+are kept in memory and written with one ``bulk_create`` (one INSERT) when the block ends, however it
+ends. The price, accepted: a worker killed outright (SIGKILL, OOM) loses the events of the message
+it was answering, never those of a message before it. Events of other threads, and of code outside
+such a block (the webhook, the admin), are written at once as before.
+
 :func:`events_prune` (retention) and :func:`events_forget` (one user's erasure) delete events; the
 Messenger channel calls them from its own prune and forget services, this app never calls up.
 """
@@ -20,6 +27,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -33,6 +43,8 @@ from observability.stats import non_negative_number
 logger = logging.getLogger("observability.events")
 
 PLATFORM_MESSENGER = "messenger"
+# Per thread: the list of events a :func:`events_buffered` block keeps until it ends (absent: none).
+_buffer = threading.local()
 
 
 class InboundLike(Protocol):
@@ -80,7 +92,8 @@ def event_record(
 
     ``inbound`` supplies ``mid``, ``psid`` (hashed, never stored raw), ``id`` and
     ``conversation_id``; ``detail`` holds step-specific context (intent, error kind, ...) and must
-    never contain a raw PSID. Never raises: see the module docstring.
+    never contain a raw PSID. Never raises: see the module docstring. Inside :func:`events_buffered`
+    the event is returned unsaved (no ``pk`` yet): it is written when the block ends.
     """
     mid = str(getattr(inbound, "mid", "") or "")
     psid_hash = ""
@@ -96,7 +109,10 @@ def event_record(
             latency_ms=_latency(latency_ms),
             detail=_json_safe(detail or {}),
         )
-        if transaction.get_connection().in_atomic_block:
+        pending = getattr(_buffer, "events", None)
+        if pending is not None:
+            pending.append(event)
+        elif transaction.get_connection().in_atomic_block:
             with transaction.atomic():
                 event.save(force_insert=True)
         else:
@@ -115,6 +131,51 @@ def event_record(
             },
         )
         return None
+
+
+@contextmanager
+def events_buffered() -> Iterator[None]:
+    """Write the events this thread records in the block with one INSERT when it ends (module docstring).
+
+    Nested blocks write with the outermost. Never raises for the write: a failure is logged as
+    ``observability.event.record-failed`` and the events are dropped, as :func:`event_record` would.
+    """
+    if getattr(_buffer, "events", None) is not None:
+        yield
+        return
+    _buffer.events = []
+    try:
+        yield
+    finally:
+        events, _buffer.events = _buffer.events, None
+        _events_write(events)
+
+
+def _events_write(events: list[Event]) -> None:
+    if not events:
+        return
+    # One INSERT of every row. ``bulk_create`` would wrap it in a transaction of its own (a BEGIN and
+    # a COMMIT more than the round trip saved); a single statement is atomic by itself, so the rows
+    # go in as the manager's own ``_insert`` (what ``save`` and ``bulk_create`` use) writes them.
+    fields = [field for field in Event._meta.concrete_fields if not field.primary_key]
+    try:
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():
+                Event._base_manager._insert(events, fields=fields)
+        else:
+            Event._base_manager._insert(events, fields=fields)
+    # Any error at all: as for one event, recording never breaks a message. Logged, not raised.
+    except Exception as exc:
+        logger.error(
+            "observability.event.record-failed",
+            exc_info=True,
+            extra={
+                "event_type": ",".join(sorted({event.event_type for event in events})),
+                "error_type": type(exc).__name__,
+                "mid": events[0].mid or "-",
+                "psid_hash": events[0].psid_hash or "-",
+            },
+        )
 
 
 def events_prune(*, before: datetime, batch_size: int, dry_run: bool = False) -> int:

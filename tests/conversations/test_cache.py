@@ -122,6 +122,8 @@ def test_failed_history_push_drops_the_stale_list(redis_conn, monkeypatch):
         def transaction(self, *args, **kwargs):
             raise RedisTimeout("Timeout reading from socket")
 
+        evalsha = eval = transaction  # the one-round-trip push fails the same way
+
         def __getattr__(self, name):
             return getattr(self.client, name)
 
@@ -131,3 +133,39 @@ def test_failed_history_push_drops_the_stale_list(redis_conn, monkeypatch):
 
     assert redis_conn.get(history_key(conversation_id=loaded.conversation.pk)) is None
     assert [item.text for item in history_recent(conversation=loaded.conversation)] == ["hello", "hi!"]
+
+
+@pytest.mark.django_db
+def test_history_push_after_a_read_costs_one_round_trip(redis_conn):
+    """A push onto the list this process just read is one compare-and-set, not WATCH, GET and MULTI."""
+    from harness.cost import cost_counted
+
+    conversation = conversation_make(psid="psid-cas")
+    messages = messages_make(conversation=conversation, count=2)
+    history_recent(conversation=conversation)  # fill
+    history_recent(conversation=conversation)  # a hit, as the pipeline's read before it appends
+    item = {"id": messages[1].pk + 1, "direction": "out", "text": "new", "intent": "", "created_at": 9e9}
+
+    with cost_counted() as cost:
+        history_push(conversation_id=conversation.pk, item=item)
+
+    assert cost.redis == [("EVALSHA",)]
+    assert _cached_texts(redis_conn, conversation.pk) == ["message 0", "message 1", "new"]
+
+
+@pytest.mark.django_db
+def test_history_push_after_another_writer_keeps_both_messages(redis_conn):
+    """The remembered list is stale (another process pushed since): the compare-and-set refuses and the
+    WATCH path writes onto what Redis holds, so neither message is lost."""
+    conversation = conversation_make(psid="psid-stale")
+    messages = messages_make(conversation=conversation, count=1)
+    history_recent(conversation=conversation)  # this process remembers ["message 0"]
+    key = history_key(conversation_id=conversation.pk)
+    theirs = json.loads(redis_conn.get(key))
+    theirs["items"].append({"id": messages[0].pk + 1, "direction": "out", "text": "theirs", "created_at": 9e9})
+    redis_conn.set(key, json.dumps(theirs))
+
+    ours = {"id": messages[0].pk + 2, "direction": "in", "text": "ours", "intent": "", "created_at": 9.5e9}
+    history_push(conversation_id=conversation.pk, item=ours)
+
+    assert _cached_texts(redis_conn, conversation.pk) == ["message 0", "theirs", "ours"]

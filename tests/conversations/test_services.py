@@ -130,6 +130,28 @@ def test_context_load_rerun_of_first_message_is_still_new_conversation():
     assert again.context.history == ()
 
 
+def test_context_load_first_run_skips_the_message_id_look_up():
+    """A first run goes straight to the conversation: one SELECT fewer than a run that may be a re-run."""
+    conversation = conversation_make(psid="psid-f")
+    messages_make(conversation=conversation, count=2)
+    history_recent(conversation=conversation)  # fills the cache
+
+    with CaptureQueriesContext(connection) as ctx:
+        context_load(page_id=PAGE_ID, psid="psid-f", text="hi", fb_message_id="m.f", now=at(10), first_run=True)
+
+    verbs = [query["sql"].split()[0] for query in ctx.captured_queries]
+    assert verbs == ["SELECT", "SAVEPOINT", "INSERT", "UPDATE", "RELEASE"]
+
+
+def test_context_load_first_run_of_a_stored_message_still_appends_nothing():
+    """Told "first run" wrongly, the unique message id still finds the stored message: nothing appended."""
+    first = context_load(page_id=PAGE_ID, psid="psid-w", text="one", fb_message_id="m.w1", now=T0)
+    again = context_load(page_id=PAGE_ID, psid="psid-w", text="one", fb_message_id="m.w1", now=at(1), first_run=True)
+
+    assert (again.message.pk, again.created) == (first.message.pk, False)
+    assert Message.objects.filter(conversation=first.conversation).count() == 1
+
+
 def test_context_load_payload_is_stored_as_tap():
     """A quick reply's payload reaches the context and is stored as what the user tapped."""
     loaded = context_load(

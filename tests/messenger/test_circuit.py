@@ -224,12 +224,29 @@ def test_circuit_redis_down_is_not_asked_again_for_a_while(breaker, monkeypatch)
 
 def test_circuit_redis_error_while_recording_is_logged(breaker, monkeypatch, caplog):
     """A Redis failure between acquire and record is logged, and the caller goes on."""
+    breaker.record_failure(breaker.acquire())  # a count to reset: a clean circuit's success records nothing
     permit = breaker.acquire()
     monkeypatch.setattr(circuit, "_redis", dead_redis)
     caplog.set_level(logging.WARNING, logger="messenger.circuit")
     assert breaker.record_success(permit) == "none"
     assert [r.getMessage() for r in caplog.records] == ["messenger.circuit.redis-unavailable"]
     assert caplog.records[0].operation == "record_success"
+
+
+def test_success_on_a_clean_circuit_costs_no_round_trip(breaker, monkeypatch):
+    """A success admitted by a closed circuit with no failure counted has nothing to reset: no Redis call."""
+    permit = breaker.acquire()
+    monkeypatch.setattr(circuit, "_redis", dead_redis)
+    assert (permit.clean, breaker.record_success(permit)) == (True, "none")
+
+
+def test_success_after_a_counted_failure_resets_the_count(breaker):
+    """A failure counted before the call was admitted is reset by its success."""
+    breaker.record_failure(breaker.acquire())
+    permit = breaker.acquire()
+    assert (permit.clean, breaker.failure_count()) == (False, 1)
+    breaker.record_success(permit)
+    assert breaker.failure_count() == 0
 
 
 def test_get_breaker_returns_the_send_api_singleton():

@@ -12,7 +12,7 @@ import pytest
 import responses
 from django.test import override_settings
 
-from messenger import pages, replies, send_api
+from messenger import pages, send_api
 from messenger.jobs import process_inbound
 from messenger.models import InboundMessage
 from messenger.token_health import (
@@ -38,10 +38,11 @@ NEW_TOKEN = "EAAnew-working-token-9876543210"
 def dead_token(settings, graph, monkeypatch):
     """The configured token is dead: every Graph call answers 190.
 
-    Typing indicators are off: they run in a thread with its own database connection, which would
-    race the reply for the first 190 and commit its event outside the test's transaction.
+    Typing indicators are off (a delay the reply always beats): they run in a thread with its own
+    database connection, which would race the reply for the first 190 and commit its event outside
+    the test's transaction.
     """
-    monkeypatch.setattr(replies._Typing, "start", lambda self: None)
+    settings.MESSENGER_TYPING_DELAY_MS = 600_000
     settings.MESSENGER_PAGE_ACCESS_TOKEN = OLD_TOKEN
     graph.replace(responses.POST, GRAPH, status=400, json=load_fixture_graph("send_error_invalid_token"))
     return graph

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from observability.hashing import hash_psid
 from observability.models import Event
-from observability.services import event_record, events_forget, events_prune
+from observability.services import event_record, events_buffered, events_forget, events_prune
 from tests.observability.helpers import RAW_PSID
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +79,44 @@ def test_event_record_without_inbound_records_blank_references():
     event = event_record(event_type=Event.Type.MESSAGE_EXPIRED, detail={"reason": "too_old"})
 
     assert (event.inbound_id, event.mid, event.psid_hash) == (None, "", "")
+
+
+def test_events_buffered_writes_the_block_events_in_one_insert_at_its_end():
+    """Events recorded in the block are not written until it ends, then all in one INSERT."""
+    with CaptureQueriesContext(connection) as captured, events_buffered():
+        for event_type in (Event.Type.INTENT_CLASSIFIED, Event.Type.RESPONSE_GENERATED):
+            event_record(event_type=event_type, inbound=_inbound(), latency_ms=3)
+        with events_buffered():  # nested: written with the outer block
+            event_record(event_type=Event.Type.RESPONSE_SENT, inbound=_inbound())
+        assert Event.objects.count() == 0
+    # The count, then one INSERT (in a savepoint: the test runs inside a transaction).
+    assert [q["sql"].split(" ")[0] for q in captured.captured_queries] == ["SELECT", "SAVEPOINT", "INSERT", "RELEASE"]
+    stored = list(Event.objects.order_by("id").values_list("event_type", "inbound_id", "psid_hash", "latency_ms"))
+    assert stored == [
+        ("intent_classified", 41, hash_psid(RAW_PSID), 3.0),
+        ("response_generated", 41, hash_psid(RAW_PSID), 3.0),
+        ("response_sent", 41, hash_psid(RAW_PSID), None),
+    ]
+
+
+def test_events_buffered_writes_them_when_the_block_raises():
+    """A block that fails still writes what it recorded: only a killed process loses them."""
+    with pytest.raises(RuntimeError), events_buffered():
+        event_record(event_type=Event.Type.SEND_FAILED, inbound=_inbound())
+        raise RuntimeError("the message failed")
+    assert list(Event.objects.values_list("event_type", flat=True)) == ["send_failed"]
+
+
+def test_events_buffered_write_failure_is_logged_not_raised(caplog, monkeypatch):
+    """A failed write drops the block's events with one ERROR and never raises."""
+    def broken_insert(*args, **kwargs):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(Event._base_manager, "_insert", broken_insert)
+    with events_buffered():
+        event_record(event_type=Event.Type.RESPONSE_SENT, inbound=_inbound())
+    errors = [r for r in caplog.records if r.getMessage() == "observability.event.record-failed"]
+    assert [(r.event_type, r.error_type) for r in errors] == [("response_sent", "RuntimeError")]
 
 
 def test_events_prune_deletes_only_older_events_in_batches():

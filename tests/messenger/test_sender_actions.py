@@ -1,0 +1,126 @@
+"""Tests for messenger/sender_actions.py: mark_seen + typing_on only for a reply that keeps the user waiting."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+import pytest
+import responses
+from django.test import override_settings
+
+from engine.types import Reply
+from harness.rows import inbound_text_make
+from messenger import send_api
+from messenger.models import InboundMessage
+from messenger.pipeline import sender_drain
+from messenger.send_api import SendResult
+from messenger.sender_actions import sender_actions
+from tests.messenger.helpers import GRAPH
+
+PSID = "1256217357730577"
+
+
+@pytest.fixture
+def send_api_calls():
+    """The Send API mocked: a message gets a fresh id; yields the bodies of every call, in order."""
+    numbers = itertools.count(1)
+    bodies: list[dict] = []
+
+    def answer(request):
+        body = json.loads(request.body)
+        bodies.append(body)
+        if "sender_action" in body:
+            return 200, {}, json.dumps({"recipient_id": PSID})
+        return 200, {}, json.dumps({"recipient_id": PSID, "message_id": f"m_out_{next(numbers)}"})
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_callback(responses.POST, GRAPH, callback=answer, content_type="application/json")
+        yield bodies
+
+
+class _SlowEngine:
+    name = "slow"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def reply(self, context, *, timeout_s=None):
+        time.sleep(self.seconds)
+        return Reply(text="Sorry for the wait.", intent="slow", confidence=1.0)
+
+
+def _answer_one(mid: str = "m_1") -> str:
+    row = inbound_text_make(
+        mid=mid, page_id="page-1", psid=PSID, text="help", fb_timestamp=int(time.time() * 1000),
+        status="queued", queue_name="messenger_fast",
+    )
+    return sender_drain(inbound_id=row.id, worker_name="test")
+
+
+def _kinds(bodies: list[dict]) -> list[str]:
+    return [body.get("sender_action") or "message" for body in bodies]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("page_token")
+def test_fast_reply_sends_no_sender_action(send_api_calls):
+    """The rules engine answers well within the delay: the reply is the only Send API call."""
+    assert _answer_one() == InboundMessage.Status.ANSWERED
+    time.sleep(0.9)  # past MESSENGER_TYPING_DELAY_MS: nothing was left scheduled either
+    assert _kinds(send_api_calls) == ["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("page_token")
+@override_settings(MESSENGER_TYPING_DELAY_MS=50)
+def test_slow_engine_sends_mark_seen_and_typing_on_before_the_reply(send_api_calls, monkeypatch):
+    """An engine slower than the delay: mark_seen, then typing_on, then the reply, in that order."""
+    monkeypatch.setattr("messenger.replies.get_engine", lambda: _SlowEngine(0.4))
+    assert _answer_one() == InboundMessage.Status.ANSWERED
+    assert _kinds(send_api_calls) == ["mark_seen", "typing_on", "message"]
+
+
+def _record_actions(monkeypatch, *, takes_s: float = 0.0) -> list[str]:
+    actions: list[str] = []
+
+    def send_sender_action(*, psid, action, log_context, page_id=""):
+        time.sleep(takes_s)
+        actions.append(action)
+        return SendResult(ok=True)
+
+    monkeypatch.setattr(send_api, "send_sender_action", send_sender_action)
+    return actions
+
+
+@override_settings(MESSENGER_TYPING_DELAY_MS=300)
+def test_block_shorter_than_the_delay_sends_nothing(monkeypatch):
+    """A block that ends before the delay cancels its actions: none is sent, then or later."""
+    actions = _record_actions(monkeypatch)
+    with sender_actions(InboundMessage(mid="m_1", psid="u", attempts=1)):
+        time.sleep(0.01)
+    time.sleep(0.5)
+    assert actions == []
+
+
+@override_settings(MESSENGER_TYPING_DELAY_MS=20)
+def test_block_ending_mid_actions_waits_for_them(monkeypatch):
+    """Actions under way when the block ends are waited for: both have landed when it returns."""
+    actions = _record_actions(monkeypatch, takes_s=0.1)
+    with sender_actions(InboundMessage(mid="m_1", psid="u", attempts=1)):
+        time.sleep(0.05)
+    assert actions == ["mark_seen", "typing_on"]
+
+
+@override_settings(MESSENGER_TYPING_DELAY_MS=20)
+def test_many_messages_share_one_timer_thread(monkeypatch):
+    """Concurrent messages schedule on one timer thread, not one thread each."""
+    import threading
+
+    actions = _record_actions(monkeypatch)
+    first, second = (InboundMessage(mid=f"m_{i}", psid=f"u{i}", attempts=1) for i in (1, 2))
+    with sender_actions(first), sender_actions(second):
+        time.sleep(0.2)
+    timers = [t for t in threading.enumerate() if t.name == "sender-actions-timer"]
+    assert (len(timers), sorted(actions)) == (1, ["mark_seen", "mark_seen", "typing_on", "typing_on"])
