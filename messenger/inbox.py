@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -203,7 +203,9 @@ def _enqueue_one(
         queue.enqueue_at(at, JOB_FUNCTION, row.id, **options)
 
 
-def inbox_enqueue(*, rows: Iterable[InboundMessage]) -> tuple[int, int]:
+def inbox_enqueue(
+    *, rows: Iterable[InboundMessage], on_pipeline: Callable[[redis.client.Pipeline], object] | None = None
+) -> tuple[int, int]:
     """Queue the job of each row (already committed). Returns ``(queued, left_pending)``.
 
     All the jobs go in one Redis transaction (``MULTI``/``EXEC``, one round trip whatever the body
@@ -211,7 +213,9 @@ def inbox_enqueue(*, rows: Iterable[InboundMessage]) -> tuple[int, int]:
     back to ``pending`` with the reason, for ``messenger_requeue`` and the workers' recovery sweep; the
     caller still answers 200. The webhook must answer Facebook fast whatever Redis does, so the
     enqueue uses the ingress client (a socket timeout of ``MESSENGER_INGRESS_REDIS_TIMEOUT_MS``, no
-    retry): a hung Redis costs one timeout per request, not one per row.
+    retry): a hung Redis costs one timeout per request, not one per row. ``on_pipeline`` may add
+    commands of its own to that transaction before it is sent (the webhook's answer counter), so they
+    cost no round trip either; they are sent only when there are rows.
     """
     rows = list(rows)
     if not rows:
@@ -221,6 +225,8 @@ def inbox_enqueue(*, rows: Iterable[InboundMessage]) -> tuple[int, int]:
         pipeline = ingress_queue(settings.MESSENGER_FAST_QUEUE).connection.pipeline()
         for row in rows:
             _enqueue_one(row, ingress=True, pipeline=pipeline)
+        if on_pipeline is not None:
+            on_pipeline(pipeline)
         pipeline.execute()
     except redis.RedisError as exc:
         logger.error(

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Field, Model
 
 from messenger.models import InboundMessage
@@ -37,6 +38,10 @@ from observability.models import Event
 
 # Event columns written from SQL rather than from the built Event: the row's id and the latency.
 _EVENT_SQL_COLUMNS = ("id", "inbound_id", "latency_ms")
+# Fields whose Python value (str, int, float, None) is already what the database stores: their
+# ``get_db_prep_save`` would only return it (validating nothing), so it is skipped, on the hot path.
+_AS_IS = (models.CharField, models.TextField, models.IntegerField, models.FloatField)
+_PLAIN_VALUE = (str, int, float, type(None))
 
 
 def _columns(model: type[Model], skip: tuple[str, ...] = ("id",)) -> list[Field]:
@@ -44,22 +49,18 @@ def _columns(model: type[Model], skip: tuple[str, ...] = ("id",)) -> list[Field]
 
 
 def _values(obj: Model, fields: list[Field]) -> list:
-    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    values = []
+    for f in fields:
+        value = f.pre_save(obj, True)
+        if not (type(value) in _PLAIN_VALUE and isinstance(f, _AS_IS)):
+            value = f.get_db_prep_save(value, connection)
+        values.append(value)
+    return values
 
 
-def inbox_insert(
-    *, rows: Sequence[InboundMessage], events: Sequence[Event], since: Sequence[datetime | None]
-) -> list[InboundMessage]:
-    """Insert ``rows`` (skipping mids already stored) and, for each row inserted, ``events[i]``.
-
-    ``events[i]`` belongs to ``rows[i]`` (same mid); its ``inbound_id`` is the new row's id and its
-    ``latency_ms`` the milliseconds from ``since[i]`` (the request's start; ``None``: no latency) to
-    the moment the statement wrote it. Returns the rows inserted, in the order given, with their ids
-    set: a row missing from the result was a duplicate. One statement, autocommitted unless the caller
-    is in a transaction. The mids of ``rows`` must be distinct.
-    """
-    if not rows:
-        return []
+@lru_cache(maxsize=64)
+def _statement(rows: int, vendor: str) -> tuple[str, list[Field], list[Field]]:
+    """The statement for ``rows`` rows (and as many events) and the fields of its parameters, in order."""
     qn = connection.ops.quote_name
     row_fields = _columns(InboundMessage)
     event_fields = _columns(Event, _EVENT_SQL_COLUMNS)
@@ -71,16 +72,35 @@ def inbox_insert(
     # Identifiers come from the models' own _meta, every value is a parameter.
     sql = (
         f"WITH kept AS (INSERT INTO {qn(InboundMessage._meta.db_table)} "  # noqa: S608
-        f"({', '.join(qn(f.column) for f in row_fields)}) VALUES {', '.join([row_placeholders] * len(rows))} "
+        f"({', '.join(qn(f.column) for f in row_fields)}) VALUES {', '.join([row_placeholders] * rows)} "
         f"ON CONFLICT ({qn('mid')}) DO NOTHING RETURNING {qn('id')}, {qn('mid')}), "
         f"recorded AS (INSERT INTO {qn(Event._meta.db_table)} ({', '.join(event_names)}, "
         f"{qn('inbound_id')}, {qn('latency_ms')}) "
         f"SELECT {', '.join('v.' + n for n in event_names)}, kept.{qn('id')}, "
         f"GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - v.since) * 1000)::double precision "
-        f"FROM kept JOIN (VALUES {', '.join([event_placeholders] * len(events))}) "
+        f"FROM kept JOIN (VALUES {', '.join([event_placeholders] * rows)}) "
         f"AS v({', '.join(event_names)}, since) ON v.{qn('mid')} = kept.{qn('mid')}) "
         f"SELECT {qn('id')}, {qn('mid')} FROM kept"
     )
+    return sql, row_fields, event_fields
+
+
+def inbox_insert(
+    *, rows: Sequence[InboundMessage], events: Sequence[Event], since: Sequence[datetime | None]
+) -> list[InboundMessage]:
+    """Insert ``rows`` (skipping mids already stored) and, for each row inserted, ``events[i]``.
+
+    ``events[i]`` belongs to ``rows[i]`` (same mid); its ``inbound_id`` is the new row's id and its
+    ``latency_ms`` the milliseconds from ``since[i]`` (the request's start; ``None``: no latency) to
+    the moment the statement wrote it. Returns the rows inserted, in the order given, with their ids
+    set: a row missing from the result was a duplicate. One statement, autocommitted unless the caller
+    is in a transaction. The mids of ``rows`` must be distinct, and ``events`` as many as ``rows``.
+    """
+    if len(events) != len(rows):
+        raise ValueError("one event per row")
+    if not rows:
+        return []
+    sql, row_fields, event_fields = _statement(len(rows), connection.vendor)
     params: list = []
     for row in rows:
         params.extend(_values(row, row_fields))
