@@ -77,7 +77,9 @@ def _statement(rows: int, vendor: str) -> tuple[str, list[Field], list[Field]]:
         f"recorded AS (INSERT INTO {qn(Event._meta.db_table)} ({', '.join(event_names)}, "
         f"{qn('inbound_id')}, {qn('latency_ms')}) "
         f"SELECT {', '.join('v.' + n for n in event_names)}, kept.{qn('id')}, "
-        f"GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - v.since) * 1000)::double precision "
+        # GREATEST ignores a NULL: the CASE keeps "no start" as no latency, not 0.
+        f"(CASE WHEN v.since IS NOT NULL THEN GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - v.since) * 1000) "
+        f"END)::double precision "
         f"FROM kept JOIN (VALUES {', '.join([event_placeholders] * rows)}) "
         f"AS v({', '.join(event_names)}, since) ON v.{qn('mid')} = kept.{qn('mid')}) "
         f"SELECT {qn('id')}, {qn('mid')} FROM kept"
