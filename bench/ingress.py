@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
@@ -186,8 +188,18 @@ def main() -> int:
     groups = {"gunicorn": [gunicorn.pid]}
 
     def reset() -> None:
+        # Requests wrk left in flight may still be writing: let them finish, and retry the TRUNCATE
+        # if one of them still deadlocks with it (it locks both tables, in its own order).
+        time.sleep(0.5)
+        for attempt in range(5):
+            try:
+                db.truncate_app_tables(db_url)
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
         redis_db.flush_redis(redis)
-        db.truncate_app_tables(db_url)
 
     routes = (("webhook", webhooks.WEBHOOK_PATH), ("baseline", common.BASELINE_PATH))
     results: dict[str, list[dict]] = {"webhook": [], "baseline": []}
