@@ -1,9 +1,10 @@
 """The durable inbox: keep every actionable event before answering Facebook, then queue its job.
 
 ``inbox_keep_events`` writes the rows (unique on Facebook's message id, so a redelivery is a no-op)
-in one transaction; ``inbox_enqueue`` puts their jobs on the queue the routing rule picks, after the
-commit. Items the parser could not read are kept too, raw, with the final status ``unreadable`` and
-the problem as reason: nothing signed is dropped, and they never reach a queue.
+and their observability events in one statement; ``inbox_enqueue`` puts their jobs on the queue the
+routing rule picks, after the commit, in one Redis round trip. Items the parser could not read are
+kept too, raw, with the final status ``unreadable`` and the problem as reason: nothing signed is
+dropped, and they never reach a queue.
 If Redis can't take a job the row stays ``pending`` and ``inbox_requeue`` (run by
 ``manage.py messenger_requeue`` and by every worker's recovery sweep) puts it back later. A row is
 therefore never lost: it is answered, or it says why not, or it is waiting to be queued again.
@@ -15,23 +16,25 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import redis
-from django.db import IntegrityError, transaction
+from django.conf import settings
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from messenger.inbox_insert import inbox_insert
 from messenger.models import InboundMessage
 from messenger.ordering import inflight_alive, sender_lock_held
 from messenger.parsing import EventKind, MessagingEvent
 from messenger.queues import channel_redis, get_queue, ingress_queue
 from messenger.routing import route_for
 from observability.hashing import hash_psid
-from observability.signals import message_received, message_unreadable, send_safely
+from observability.models import Event
+from observability.services import event_build
 
 logger = logging.getLogger("messenger.inbox")
 
@@ -100,6 +103,14 @@ def _row_for(event: MessagingEvent, received_at: datetime) -> InboundMessage:
     )
 
 
+def _event_for(row: InboundMessage) -> Event:
+    """The observability event kept with ``row``: ``message_received``, or ``message_unreadable``."""
+    if row.status == InboundMessage.Status.UNREADABLE:
+        return event_build(event_type=Event.Type.MESSAGE_UNREADABLE, inbound=row,
+                           detail={"reason": row.status_reason})
+    return event_build(event_type=Event.Type.MESSAGE_RECEIVED, inbound=row, detail={"kind": row.kind})
+
+
 def inbox_keep_events(
     *, events: Sequence[MessagingEvent], received_at: datetime | None = None, started: float | None = None
 ) -> KeepResult:
@@ -107,11 +118,11 @@ def inbox_keep_events(
     are counted, not stored.
 
     ``events`` come from :func:`messenger.parsing.parse_webhook`, each sender's in timestamp order, so
-    row ids ascend in that order too. New rows are inserted in one transaction (a redelivery, which
-    hits the unique ``mid``, falls back to row-by-row savepoints); ``message_received`` is sent for
-    each new row after the commit. ``started`` (``time.perf_counter()`` at request start) gives the
-    latency. Unreadable rows (final, never queued) come back in ``unreadable`` and get
-    ``message_unreadable`` instead.
+    row ids ascend in that order too. The new rows and their events (``message_received``; for an
+    unreadable row ``message_unreadable``) are written by one autocommitted statement
+    (:func:`messenger.inbox_insert.inbox_insert`): a redelivered mid is skipped there, without an
+    error. ``started`` (``time.perf_counter()`` at request start) gives ``message_received`` its
+    latency. Unreadable rows (final, never queued) come back in ``unreadable``.
     """
     received_at = received_at or timezone.now()
     result = KeepResult()
@@ -131,35 +142,16 @@ def inbox_keep_events(
         return result
 
     rows = [_row_for(e, received_at) for e in candidates]
-    try:
-        if len(rows) == 1 and not transaction.get_connection().in_atomic_block:
-            # The most common body, one new message: a single autocommitted INSERT (one round trip).
-            rows[0].save(force_insert=True)
-            result.kept = rows
-        else:
-            # Several: one INSERT in one transaction.
-            with transaction.atomic():
-                result.kept = InboundMessage.objects.bulk_create(rows)
-    except IntegrityError:
-        # A redelivery: some (or all) are stored already. Keep the rest one by one, in one transaction.
-        result.kept = []
-        with transaction.atomic():
-            for row in rows:
-                row.pk = None
-                try:
-                    with transaction.atomic():
-                        row.save(force_insert=True)
-                    result.kept.append(row)
-                except IntegrityError:
-                    result.duplicates += 1
-    result.unreadable = [row for row in result.kept if row.status == InboundMessage.Status.UNREADABLE]
-    result.kept = [row for row in result.kept if row.status != InboundMessage.Status.UNREADABLE]
-    # After the commit: the rows are durable whatever a receiver does, and an event costs one INSERT.
-    latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
-    for row in result.kept:
-        send_safely(message_received, sender=inbox_keep_events, inbound=row, latency_ms=latency_ms)
+    # The request's start on the wall clock: the event's latency is measured by the statement itself.
+    since = received_at - timedelta(seconds=time.perf_counter() - started) if started is not None else None
+    events = [_event_for(row) for row in rows]
+    inserted = inbox_insert(rows=rows, events=events, since=[
+        None if row.status == InboundMessage.Status.UNREADABLE else since for row in rows
+    ])
+    result.duplicates += len(rows) - len(inserted)
+    result.unreadable = [row for row in inserted if row.status == InboundMessage.Status.UNREADABLE]
+    result.kept = [row for row in inserted if row.status != InboundMessage.Status.UNREADABLE]
     for row in result.unreadable:
-        send_safely(message_unreadable, sender=inbox_keep_events, inbound=row, reason=row.status_reason)
         logger.warning(
             "messenger.inbox.unreadable",
             extra={"mid": row.mid, "psid_hash": hash_psid(row.psid), "reason": row.status_reason},
@@ -182,11 +174,14 @@ def current_job_id(row: InboundMessage) -> str:
 
 
 def _enqueue_one(
-    row: InboundMessage, *, at: datetime | None = None, fresh: bool = False, ingress: bool = False
+    row: InboundMessage, *, at: datetime | None = None, fresh: bool = False, ingress: bool = False,
+    pipeline: redis.client.Pipeline | None = None,
 ) -> None:
     """Queue (or schedule ``at``) the row's job; ``fresh`` gives it a new job id, recorded on the row.
 
     ``ingress``: on the webhook's short-timeout, no-retry client (:func:`messenger.queues.ingress_queue`).
+    ``pipeline``: only add the job's commands to it (a pipeline of that queue's client), the caller
+    executes it.
     """
     route = route_for(kind=row.kind, text=row.text, has_attachments=bool(row.attachments))
     queue = ingress_queue(route.queue) if ingress else get_queue(route.queue)
@@ -203,40 +198,47 @@ def _enqueue_one(
         "description": f"messenger inbound {row.id} ({route.reason})",
     }
     if at is None:
-        queue.enqueue(JOB_FUNCTION, row.id, **options)
+        queue.enqueue(JOB_FUNCTION, row.id, pipeline=pipeline, **options)
     else:
         queue.enqueue_at(at, JOB_FUNCTION, row.id, **options)
 
 
-def inbox_enqueue(*, rows: Iterable[InboundMessage]) -> tuple[int, int]:
+def inbox_enqueue(
+    *, rows: Iterable[InboundMessage], on_pipeline: Callable[[redis.client.Pipeline], object] | None = None
+) -> tuple[int, int]:
     """Queue the job of each row (already committed). Returns ``(queued, left_pending)``.
 
-    A row whose job Redis would not take is set back to ``pending`` with the reason, for
-    ``messenger_requeue`` and the workers' recovery sweep; the caller still answers 200. The webhook
-    must answer Facebook fast whatever Redis does, so the enqueue uses the ingress client (a socket
-    timeout of ``MESSENGER_INGRESS_REDIS_TIMEOUT_MS``, no retry), and after the first failure the
-    remaining rows are left pending without trying: a hung Redis costs one timeout per request, not
-    one (or two) per row.
+    All the jobs go in one Redis transaction (``MULTI``/``EXEC``, one round trip whatever the body
+    holds): they are all queued or, when Redis would not take them, none is, and every row is set
+    back to ``pending`` with the reason, for ``messenger_requeue`` and the workers' recovery sweep; the
+    caller still answers 200. The webhook must answer Facebook fast whatever Redis does, so the
+    enqueue uses the ingress client (a socket timeout of ``MESSENGER_INGRESS_REDIS_TIMEOUT_MS``, no
+    retry): a hung Redis costs one timeout per request, not one per row. ``on_pipeline`` may add
+    commands of its own to that transaction before it is sent (the webhook's answer counter), so they
+    cost no round trip either; they are sent only when there are rows.
     """
-    queued, failed_ids = 0, []
-    for row in rows:
-        if failed_ids:
-            failed_ids.append(row.id)
-            continue
-        try:
-            _enqueue_one(row, ingress=True)
-            queued += 1
-        except redis.RedisError as exc:
-            failed_ids.append(row.id)
-            logger.error(
-                "messenger.inbox.enqueue-failed",
-                extra={"mid": row.mid, "psid_hash": hash_psid(row.psid), "error": type(exc).__name__},
-            )
-    if failed_ids:
-        InboundMessage.objects.filter(id__in=failed_ids, status=InboundMessage.Status.QUEUED).update(
-            status=InboundMessage.Status.PENDING, status_reason="queue unavailable when received"
+    rows = list(rows)
+    if not rows:
+        return 0, 0
+    try:
+        # Both queues live on one Redis (messenger.queues), so one pipeline carries every job.
+        pipeline = ingress_queue(settings.MESSENGER_FAST_QUEUE).connection.pipeline()
+        for row in rows:
+            _enqueue_one(row, ingress=True, pipeline=pipeline)
+        if on_pipeline is not None:
+            on_pipeline(pipeline)
+        pipeline.execute()
+    except redis.RedisError as exc:
+        logger.error(
+            "messenger.inbox.enqueue-failed",
+            extra={"mid": rows[0].mid, "psid_hash": hash_psid(rows[0].psid), "rows": len(rows),
+                   "error": type(exc).__name__},
         )
-    return queued, len(failed_ids)
+        InboundMessage.objects.filter(
+            id__in=[row.id for row in rows], status=InboundMessage.Status.QUEUED
+        ).update(status=InboundMessage.Status.PENDING, status_reason="queue unavailable when received")
+        return 0, len(rows)
+    return len(rows), 0
 
 
 def inbox_schedule_retry(*, inbound: InboundMessage, delay_ms: int) -> None:

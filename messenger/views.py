@@ -17,14 +17,16 @@ import time
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
-from rest_framework.views import APIView
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 
 from messenger import echoes, inbox
 from messenger.parsing import PayloadError, UnsupportedObject, parse_webhook
 from messenger.people import people_events_handle
 from messenger.signature import SIGNATURE_HEADER, check_signature
 from messenger.storable import may_hold_unstorable, storable
-from observability.metrics import webhook_answer_count
+from observability.metrics import webhook_answer_count, webhook_answer_count_on
 
 logger = logging.getLogger("messenger.webhook")
 
@@ -38,29 +40,34 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-class WebhookV2View(APIView):
-    """Facebook's verification GET and signed event POSTs (contract: ../CONTRACT.md, HTTP table)."""
+@method_decorator(csrf_exempt, name="dispatch")  # Facebook signs its POSTs; it has no CSRF token
+class WebhookV2View(View):
+    """Facebook's verification GET and signed event POSTs (contract: ../CONTRACT.md, HTTP table).
 
-    authentication_classes: list = []
-    permission_classes: list = []
-    parser_classes: list = []  # the body is read raw: the signature covers bytes, not parsed JSON
+    A plain Django view, not DRF's ``APIView``: the body is read raw (the signature covers bytes, not
+    parsed JSON), there is no authentication, permission or content negotiation to run, and DRF's
+    request wrapping and dispatch were a tenth of the request's CPU (docs/performance.md, ingress).
+    """
 
     def dispatch(self, request, *args, **kwargs):
         """Answer as the handlers do, and count the answer's status for /metrics.
 
-        The count is one Redis round trip that never raises (observability.metrics); an exception
-        that escapes the view is counted as the 500 Django will answer, then re-raised unchanged.
+        The count is one Redis round trip that never raises (observability.metrics), none for a 200
+        that queued jobs: it went in their enqueue's transaction; an exception that escapes the view
+        is counted as the 500 Django will answer, then re-raised unchanged.
         """
+        self.answer_counted = False  # set by post when the count went with the jobs' enqueue
         try:
             response = super().dispatch(request, *args, **kwargs)
         except Exception:
             webhook_answer_count(method=request.method, status=500)
             raise
-        webhook_answer_count(method=request.method, status=response.status_code)
+        if not (self.answer_counted and response.status_code == 200):
+            webhook_answer_count(method=request.method, status=response.status_code)
         return response
 
     def get(self, request):
-        params = request.query_params
+        params = request.GET
         token = settings.MESSENGER_VERIFY_TOKEN
         given = params.get("hub.verify_token", "")
         if (
@@ -118,7 +125,12 @@ class WebhookV2View(APIView):
         echoes.echoes_record(events=events)
         kept = inbox.inbox_keep_events(events=events, started=started)
         people_events_handle(events=events)  # echoes from people, standby, handovers (messenger.people)
-        _queued, pending = inbox.inbox_enqueue(rows=kept.kept)
+        counted = []
+        _queued, pending = inbox.inbox_enqueue(
+            rows=kept.kept,
+            on_pipeline=lambda pipe: counted.append(webhook_answer_count_on(pipe, method="POST", status=200)),
+        )
+        self.answer_counted = counted == [True] and not pending
         logger.info(
             "messenger.webhook.received",
             extra={

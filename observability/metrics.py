@@ -22,7 +22,8 @@ only a ``FLUSHDB`` resets them, which a Prometheus ``rate()`` treats as a counte
   never show a count that disagrees with its ``+Inf`` bucket.
 
 Writing (:func:`reply_sent_count`, :func:`send_failure_count`, :func:`webhook_answer_count`) costs
-one round trip (one ``HINCRBY``; a pipeline of three for a reply) and never raises: a counter must
+one round trip (the webhook's 200 none: :func:`webhook_answer_count_on` adds it to the transaction
+that queues the message's job) (one ``HINCRBY``; a pipeline of three for a reply) and never raises: a counter must
 not fail or hold up a request or a job. A failure is logged at DEBUG, at most once a minute per
 process (a Redis outage is already loud in ``/healthz`` and the circuit breaker's logs), and Redis
 is then left alone for :data:`REDIS_DOWN_BACKOFF_S`, so a dead Redis costs the webhook one failed
@@ -183,8 +184,7 @@ def send_failure_count(*, error_kind: str) -> bool:
     return _write("send_failed", lambda client: client.hincrby(SEND_OUTCOMES_KEY, label, 1))
 
 
-def webhook_answer_count(*, method: str, status: int) -> bool:
-    """Count one answer of the webhook view, by HTTP method and status code. Never raises."""
+def _answer_field(method: str, status: int) -> str:
     method = (method or "").upper()
     method = method if method in HTTP_METHODS else "OTHER"
     try:
@@ -192,7 +192,34 @@ def webhook_answer_count(*, method: str, status: int) -> bool:
     except (TypeError, ValueError):
         code = 0
     code = code if 100 <= code <= 599 else 0
-    return _write("webhook_answer", lambda client: client.hincrby(WEBHOOK_ANSWERS_KEY, f"{method} {code}", 1))
+    return f"{method} {code}"
+
+
+def webhook_answer_count(*, method: str, status: int) -> bool:
+    """Count one answer of the webhook view, by HTTP method and status code. Never raises."""
+    field = _answer_field(method, status)
+    return _write("webhook_answer", lambda client: client.hincrby(WEBHOOK_ANSWERS_KEY, field, 1))
+
+
+_SAME_SERVER_KEYS = ("host", "port", "path", "db", "username")
+
+
+def webhook_answer_count_on(pipeline: redis.client.Pipeline, *, method: str, status: int) -> bool:
+    """Add the count of one webhook answer to ``pipeline``, a Redis transaction the webhook sends
+    anyway (its jobs' enqueue), so the count costs no round trip of its own. Only when ``pipeline``
+    talks to the counters' own Redis server and database; returns whether the count was added (the
+    caller counts with :func:`webhook_answer_count` otherwise, or when the pipeline fails). Never
+    raises."""
+    try:
+        ours = _redis().connection_pool.connection_kwargs
+        theirs = pipeline.connection_pool.connection_kwargs
+        if any(ours.get(key) != theirs.get(key) for key in _SAME_SERVER_KEYS):
+            return False
+        pipeline.hincrby(WEBHOOK_ANSWERS_KEY, _answer_field(method, status), 1)
+    except Exception as exc:  # noqa: BLE001 - a counter must never break a request
+        _log_failure("webhook_answer", exc)
+        return False
+    return True
 
 
 @dataclass(frozen=True)

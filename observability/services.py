@@ -80,6 +80,30 @@ def _latency(value: Any) -> float | None:
     return non_negative_number(value)
 
 
+def event_build(
+    *,
+    event_type: str,
+    inbound: InboundLike | None = None,
+    latency_ms: float | None = None,
+    detail: dict[str, Any] | None = None,
+    platform: str = PLATFORM_MESSENGER,
+) -> Event:
+    """The :class:`Event` :func:`event_record` would write, unsaved: for a caller that writes it in a
+    statement of its own (the inbox keeps a message and its ``message_received`` event in one INSERT,
+    ``messenger.inbox_insert``). The PSID is hashed here; may raise (a caller that must not break
+    catches)."""
+    return Event(
+        event_type=event_type,
+        platform=platform,
+        psid_hash=hash_psid(getattr(inbound, "psid", None)),
+        conversation_id=getattr(inbound, "conversation_id", None),
+        inbound_id=getattr(inbound, "id", None),
+        mid=str(getattr(inbound, "mid", "") or ""),
+        latency_ms=_latency(latency_ms),
+        detail=_json_safe(detail or {}),
+    )
+
+
 def event_record(
     *,
     event_type: str,
@@ -98,17 +122,10 @@ def event_record(
     mid = str(getattr(inbound, "mid", "") or "")
     psid_hash = ""
     try:
-        psid_hash = hash_psid(getattr(inbound, "psid", None))
-        event = Event(
-            event_type=event_type,
-            platform=platform,
-            psid_hash=psid_hash,
-            conversation_id=getattr(inbound, "conversation_id", None),
-            inbound_id=getattr(inbound, "id", None),
-            mid=mid,
-            latency_ms=_latency(latency_ms),
-            detail=_json_safe(detail or {}),
+        event = event_build(
+            event_type=event_type, inbound=inbound, latency_ms=latency_ms, detail=detail, platform=platform
         )
+        psid_hash = event.psid_hash
         pending = getattr(_buffer, "events", None)
         if pending is not None:
             pending.append(event)

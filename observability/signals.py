@@ -5,7 +5,10 @@ They are defined here, at the bottom of the project, so the channel (``messenger
 Every signal is sent with ``sender=`` the function that emits it and keyword arguments:
 
 - ``message_received``: ``inbound`` (the kept inbound message: a ``messenger.models.InboundMessage``,
-  read duck-typed), ``latency_ms`` (time the webhook took to keep it, may be ``None``).
+  read duck-typed), ``latency_ms`` (time the webhook took to keep it, may be ``None``). The webhook
+  itself does not send it, nor ``message_unreadable``: it writes both events in the statement that
+  keeps the rows (``messenger.inbox_insert``, one round trip per body), with the same fields
+  (:func:`observability.services.event_build`). The signals stay for any other sender.
 - ``intent_classified``: ``inbound``, ``intent`` (str), ``confidence`` (float), ``latency_ms``.
 - ``response_generated``: ``inbound``, ``intent``, ``part_count`` (int), ``latency_ms``, ``timed_out``.
 - ``response_sent``: ``inbound``, ``part_count``, ``latency_ms`` (this step), ``end_to_end_ms``

@@ -13,7 +13,9 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from rq.job import Job
 
 from harness import webhooks
@@ -290,6 +292,72 @@ def test_redelivered_body_makes_one_row_and_one_job(post_webhook):
     job = Job.fetch(job_id_for(row.id), connection=get_queue("messenger_fast").connection)
     assert job.args == (row.id,)
     assert job.func_name == "messenger.jobs.process_inbound"
+
+
+@pytest.fixture
+def redis_round_trips(monkeypatch):
+    """Every command or pipeline redis-py sends (one write each: one round trip), as sent."""
+    from redis.connection import Connection
+
+    sent: list = []
+    original = Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    return sent
+
+
+def test_one_message_costs_one_sql_statement_and_one_redis_round_trip(post_webhook, redis_round_trips):
+    """The ingress budget: the row and its event in one INSERT statement; the job and the answer's
+    count in one Redis transaction."""
+    post_webhook(webhooks.text_body("warm-up", mid="m_warm"))  # connections and cached clients
+    redis_round_trips.clear()
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post_webhook(webhooks.text_body("hello", mid="m_budget"))
+
+    assert response.status_code == 200
+    assert len(queries.captured_queries) == 1
+    assert len(redis_round_trips) == 1
+    row = InboundMessage.objects.get(mid="m_budget")
+    assert queued_job_ids() == [job_id_for(InboundMessage.objects.get(mid="m_warm").id), job_id_for(row.id)]
+    assert Event.objects.get(mid="m_budget").inbound_id == row.id
+    assert metrics.counters_read().webhook_answers == {("POST", "200"): 2}
+
+
+def test_batched_body_costs_one_statement_and_one_round_trip_whatever_it_holds(post_webhook, redis_round_trips):
+    """Three messages from two senders: still one SQL statement and one Redis round trip."""
+    post_webhook(webhooks.text_body("warm-up", mid="m_warm"))
+    redis_round_trips.clear()
+    body = webhooks.text_body("one", mid="m_b1")
+    for mid, psid in (("m_b2", "7000000000000002"), ("m_b3", "7000000000000001")):
+        item = webhooks.text_body("more", mid=mid, psid=psid)["entry"][0]["messaging"][0]
+        body["entry"][0]["messaging"].append(item)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert post_webhook(body).json()["kept"] == 3
+
+    assert len(queries.captured_queries) == 1
+    assert len(redis_round_trips) == 1
+    assert len(queued_job_ids()) == 4
+    assert Event.objects.filter(event_type=Event.Type.MESSAGE_RECEIVED).count() == 4
+
+
+def test_answer_without_jobs_is_counted_once_on_its_own(post_webhook, redis_round_trips):
+    """A redelivery queues nothing: its 200 is counted by a round trip of its own, once."""
+    post_webhook(webhooks.text_body("hello", mid="m_again"))
+    redis_round_trips.clear()
+
+    with CaptureQueriesContext(connection) as queries:
+        assert post_webhook(webhooks.text_body("hello", mid="m_again")).json()["duplicates"] == 1
+
+    assert len(queries.captured_queries) == 1
+    assert len(redis_round_trips) == 1
+    assert metrics.counters_read().webhook_answers == {("POST", "200"): 2}
+    assert Event.objects.filter(mid="m_again").count() == 1
 
 
 def test_same_message_twice_in_one_body_is_kept_once(post_webhook):

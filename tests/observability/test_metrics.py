@@ -110,6 +110,27 @@ def test_webhook_answer_count_by_method_and_status():
     }
 
 
+def test_webhook_answer_goes_in_a_pipeline_of_the_counters_redis():
+    """A pipeline on the counters' own Redis carries the count; it is counted when that pipeline runs."""
+    pipeline = metrics._redis().pipeline()
+
+    assert metrics.webhook_answer_count_on(pipeline, method="POST", status=200) is True
+    assert metrics.counters_read().webhook_answers == {}
+    pipeline.execute()
+    assert metrics.counters_read().webhook_answers == {("POST", "200"): 1}
+
+
+def test_webhook_answer_stays_out_of_a_pipeline_of_another_redis_database():
+    """Another database (or server) would count in the wrong place: the caller counts on its own."""
+    import redis
+
+    kwargs = metrics._redis().connection_pool.connection_kwargs
+    other = redis.Redis(host=kwargs["host"], port=kwargs["port"], db=(int(kwargs["db"]) + 1) % 16 or 1)
+
+    assert metrics.webhook_answer_count_on(other.pipeline(), method="POST", status=200) is False
+    other.close()
+
+
 def test_counter_families_parse_with_known_outcomes_at_zero():
     """The families render as Prometheus text whose parser gives back the exact counts."""
     metrics.reply_sent_count(latency_s=0.12)
