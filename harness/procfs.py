@@ -58,7 +58,7 @@ def group_members(pgids: set[int]) -> list[int]:
 def tree_members(pgids: set[int]) -> list[ProcStat]:
     """Every process in the process groups ``pgids`` and every descendant of one, wherever its group.
 
-    rq's work horses call ``setsid`` (a group of their own), so a worker's footprint is its tree, not
+    rq's work horses call ``setpgrp`` (a group of their own), so a worker's footprint is its tree, not
     its group.
     """
     stats = list(all_stats())

@@ -33,7 +33,7 @@ def test_all_stats_and_group_members_find_a_started_process(tmp_path):
 
 
 def test_tree_members_include_a_descendant_in_a_session_of_its_own(tmp_path):
-    """A grandchild that called setsid (as rq's work horse does) is outside the group but in the tree."""
+    """A grandchild in a group of its own (rq's work horse calls setpgrp) is outside the group but in the tree."""
     spawn = ("import subprocess, sys, time; "
              "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'], start_new_session=True); "
              "print(c.pid, flush=True); time.sleep(30)")
