@@ -21,6 +21,7 @@ Contracts:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -54,16 +55,40 @@ TEXTS = [
     "bye",
 ]
 
-# ``bench/pipeline.py --worker-class``: the rq worker class, chosen as ops choose it (``RQ_WORKER_CLASS``).
+# ``bench/pipeline.py --classes``: the rq worker classes, chosen as ops choose them (``RQ_WORKER_CLASS``).
 WORKER_CLASSES = {
-    "messenger": "messenger.worker.MessengerWorker",  # the default: a work horse forked per job
-    "inprocess": "messenger.worker.MessengerInProcessWorker",  # opt-in: jobs run in the worker process
+    "messenger": "messenger.worker.MessengerWorker",  # a work horse forked per job
+    "inprocess": "messenger.worker.MessengerInProcessWorker",  # jobs run in the worker process, one at a time
+    "threads": "messenger.worker.MessengerThreadWorker",  # many jobs at once on threads
 }
+# The classes that run ``MESSENGER_WORKER_CONCURRENCY`` messages at once per process (the others run one).
+CONCURRENT_CLASSES = {"threads"}
 
 
-def worker_class_env(worker_class: str) -> dict[str, str]:
-    """The environment that selects ``worker_class`` (a key of :data:`WORKER_CLASSES`) for rqworker."""
-    return {"RQ_WORKER_CLASS": WORKER_CLASSES[worker_class]}
+def worker_class_env(worker_class: str | None, concurrency: int | None = None) -> dict[str, str]:
+    """The environment that selects ``worker_class`` (a key of :data:`WORKER_CLASSES`; ``None``: the
+    settings' default) and, when given, ``MESSENGER_WORKER_CONCURRENCY`` for rqworker."""
+    env = {"RQ_WORKER_CLASS": WORKER_CLASSES[worker_class]} if worker_class else {}
+    if concurrency is not None:
+        env["MESSENGER_WORKER_CONCURRENCY"] = str(concurrency)
+    return env
+
+
+def class_key(dotted: str) -> str:
+    """The :data:`WORKER_CLASSES` key of a dotted class path (the path itself when it has none)."""
+    return next((key for key, path in WORKER_CLASSES.items() if path == dotted), dotted)
+
+
+def worker_defaults(env: dict[str, str]) -> tuple[str, int | None]:
+    """The worker class and ``MESSENGER_WORKER_CONCURRENCY`` the project's settings give in ``env``
+    (asked of ``manage.py shell``, so the bench process never imports Django); ``None`` for a
+    concurrency setting the project does not have."""
+    code = ("import json; from django.conf import settings as s; "
+            "print(json.dumps([s.RQ['WORKER_CLASS'], getattr(s, 'MESSENGER_WORKER_CONCURRENCY', None)]))")
+    out = subprocess.run([PYTHON, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    worker_class, concurrency = json.loads(out.strip().splitlines()[-1])
+    return worker_class, concurrency
 
 
 # --- output ---------------------------------------------------------------------------------------

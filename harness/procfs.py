@@ -53,3 +53,23 @@ def all_stats() -> Iterator[ProcStat]:
 def group_members(pgids: set[int]) -> list[int]:
     """The pids of every process in the process groups ``pgids``."""
     return [info.pid for info in all_stats() if info.pgrp in pgids]
+
+
+def tree_members(pgids: set[int]) -> list[ProcStat]:
+    """Every process in the process groups ``pgids`` and every descendant of one, wherever its group.
+
+    rq's work horses call ``setpgrp`` (a group of their own), so a worker's footprint is its tree, not
+    its group.
+    """
+    stats = list(all_stats())
+    children: dict[int, list[ProcStat]] = {}
+    for info in stats:
+        children.setdefault(info.ppid, []).append(info)
+    found = {info.pid: info for info in stats if info.pgrp in pgids}
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child.pid not in found:
+                found[child.pid] = child
+                todo.append(child.pid)
+    return list(found.values())

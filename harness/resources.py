@@ -28,7 +28,8 @@ def _mem_kb(pid: int) -> tuple[int, int]:
 
 
 class MemorySampler:
-    """Samples the summed RSS and PSS of some process groups every ``interval`` s; keeps the peaks."""
+    """Samples the summed RSS and PSS of some process groups and all their descendants (rq's work
+    horses, in groups of their own) every ``interval`` s; keeps the peaks."""
 
     def __init__(self, procs: Callable[[], list[Proc]], interval: float = 0.1) -> None:
         self.procs = procs
@@ -41,7 +42,7 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pids = procfs.group_members({p.pid for p in self.procs()})
+            pids = [info.pid for info in procfs.tree_members({p.pid for p in self.procs()})]
             rss = pss = 0
             for pid in pids:
                 r, p = _mem_kb(pid)
@@ -84,6 +85,14 @@ def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
         elif info.pid == me:
             totals["bench"] += info.cpu_ticks + info.reaped_ticks
     return {k: v / _TICK for k, v in totals.items()}
+
+
+def tree_cpu_seconds(pgids: set[int]) -> float:
+    """CPU seconds (user + system) used so far by the process groups ``pgids`` and their descendants,
+    counting each process's own time plus what it reaped: a child that ended is counted once, in its
+    parent's, and a live one in its own. The difference of two readings is the CPU of an interval."""
+    ticks = sum(info.cpu_ticks + info.reaped_ticks for info in procfs.tree_members(pgids))
+    return ticks / _TICK
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from harness import procfs
-from harness.processes import start_process, stop_process
+from harness.processes import start_process, stop_process, wait_until
 
 
 def test_proc_stat_reads_this_process():
@@ -29,3 +30,21 @@ def test_all_stats_and_group_members_find_a_started_process(tmp_path):
         assert procfs.group_members({proc.pid}) == [proc.pid]
     finally:
         stop_process(proc, timeout=2)
+
+
+def test_tree_members_include_a_descendant_in_a_session_of_its_own(tmp_path):
+    """A grandchild in a group of its own (rq's work horse calls setpgrp) is outside the group but in the tree."""
+    spawn = ("import subprocess, sys, time; "
+             "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'], start_new_session=True); "
+             "print(c.pid, flush=True); time.sleep(30)")
+    proc = start_process("parent", [sys.executable, "-c", spawn], {}, log_dir=tmp_path)
+    grandchild = 0
+    try:
+        wait_until(lambda: proc.output().strip(), timeout=10, message="the grandchild's pid")
+        grandchild = int(proc.output().split()[0])
+        assert procfs.group_members({proc.pid}) == [proc.pid]
+        assert sorted(info.pid for info in procfs.tree_members({proc.pid})) == sorted([proc.pid, grandchild])
+    finally:
+        stop_process(proc, timeout=2)
+        if grandchild:
+            os.kill(grandchild, signal.SIGKILL)

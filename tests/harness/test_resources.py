@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from harness.processes import start_process, stop_process
-from harness.resources import MemorySampler, cpu_delta, cpu_snapshot
+from harness.processes import start_process, stop_process, wait_until
+from harness.resources import MemorySampler, cpu_delta, cpu_snapshot, tree_cpu_seconds
 
 
 def test_cpu_snapshot_has_every_category_and_deltas_are_never_negative():
@@ -28,5 +28,20 @@ def test_memory_sampler_sees_a_running_group(tmp_path):
             time.sleep(0.3)
         assert sampler.peak_processes == 1
         assert sampler.peak_rss_kb > 1000 and 0 < sampler.peak_pss_kb <= sampler.peak_rss_kb
+    finally:
+        stop_process(proc, timeout=2)
+
+
+def test_tree_cpu_seconds_keep_a_child_that_ended(tmp_path):
+    """A child's CPU is still counted once it has exited and been reaped (in its parent's reaped time)."""
+    burn = ("import subprocess, sys, time; "
+            "subprocess.run([sys.executable, '-c', 'import time; t = time.process_time() + 0.3\\n"
+            "while time.process_time() < t: pass'], start_new_session=True); "
+            "print('done', flush=True); time.sleep(30)")
+    proc = start_process("burner", [sys.executable, "-c", burn], {}, log_dir=tmp_path)
+    try:
+        wait_until(lambda: "done" in proc.output(), timeout=20, message="the child to finish")
+        assert tree_cpu_seconds({proc.pid}) >= 0.3
+        assert tree_cpu_seconds({2**22 + 1}) == 0
     finally:
         stop_process(proc, timeout=2)
