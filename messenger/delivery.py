@@ -61,6 +61,7 @@ from messenger.models import InboundMessage, OutboundPart
 from messenger.outbound import part_summary
 from messenger.send_api import SendErrorKind, SendResult
 from messenger.services import (
+    LEASE_LOST,
     inbound_finish,
     inbound_park,
     outbound_part_begin_send,
@@ -87,9 +88,9 @@ MESSAGE_MAX_ATTEMPTS = len(MESSAGE_RETRY_DELAYS_MS) + 1
 JITTER_SHARE = 0.2
 # The bound on giving up for a reason of the message's own: the waits, their jitter, and the sends.
 MESSAGE_GIVE_UP_BOUND_S = int(sum(MESSAGE_RETRY_DELAYS_MS) * (1 + JITTER_SHARE) / 1000)
-# What :func:`parts_send` returns when this worker may no longer send (lease lost, claim overtaken):
-# not a row status; the row is left to the worker that holds the sender now, or to the sweep.
-LEASE_LOST = "lease-lost"
+# :data:`LEASE_LOST` (``messenger.services``) is what :func:`parts_send` returns when this worker may
+# no longer send (lease lost, claim overtaken): not a row status; the row is left to the worker that
+# holds the sender now, or to the sweep.
 
 
 def jittered_ms(delay_ms: int) -> int:

@@ -51,7 +51,7 @@ from rq.timeouts import JobTimeoutException
 from conversations.models import Conversation
 from conversations.people import conversation_bot_silenced
 from messenger import handover, people, replies
-from messenger.delivery import LEASE_LOST, jittered_ms, parts_send, window_closed
+from messenger.delivery import jittered_ms, parts_send, window_closed
 from messenger.formatter import format_reply
 from messenger.inbox import inbox_requeue_one, inbox_schedule_retry
 from messenger.models import InboundMessage, OutboundPart
@@ -59,7 +59,13 @@ from messenger.ordering import SenderLock, drains_winding_down
 from messenger.pages import page_served
 from messenger.queues import channel_redis
 from messenger.selectors import inbound_get, inbound_next_for_sender, inbound_parts
-from messenger.services import inbound_finish, inbound_park, inbound_start, outbound_part_create_many
+from messenger.services import (
+    LEASE_LOST,
+    inbound_finish,
+    inbound_park,
+    inbound_start,
+    outbound_part_create_many,
+)
 from observability import signals
 from observability.hashing import hash_psid
 from observability.logging import log_context
@@ -197,7 +203,8 @@ def _park_for_infrastructure(inbound: InboundMessage, exc: Exception) -> str:
         status = inbound_park(
             inbound=inbound, not_before=timezone.now() + timedelta(milliseconds=delay_ms), reason=reason
         )
-        inbox_schedule_retry(inbound=inbound, delay_ms=delay_ms)
+        if status != LEASE_LOST:
+            inbox_schedule_retry(inbound=inbound, delay_ms=delay_ms)
         return status
     except Exception as again:  # noqa: BLE001 - the recovery sweep requeues an open row without a job
         logger.error("messenger.pipeline.put-back-failed", extra=inbound.log_fields(error=type(again).__name__))
@@ -282,4 +289,6 @@ def _reply_parts(inbound: InboundMessage, step_started: float) -> tuple[list[Out
             conversation_id=conversation.id,
         )
     parts = outbound_part_create_many(inbound=inbound, bodies=bodies, intent=reply.intent, confidence=reply.confidence)
+    if parts is None:
+        return LEASE_LOST  # another worker claimed the message meanwhile: its reply stands
     return parts, (conversation if time.monotonic() - loaded_at < CONVERSATION_FRESH_S else None)

@@ -5,7 +5,10 @@ these. Each updates the database and the in-memory instance the pipeline holds, 
 working on what the row says. ``inbound_finish`` (and ``inbound_park``, through it) is the one place
 a row's status changes after processing starts, and logs the outcome.
 
-Writes are ``UPDATE``s of the named columns by id, never a ``save()`` of the whole instance. Rows
+Writes after the claim are fenced: an ``UPDATE`` of the named columns by id *and* the fence the claim
+set (``inbound_start``), never a ``save()`` of the whole instance. A worker whose claim was taken over
+(its lease lapsed: Redis restarted, the process paused) writes nothing and gets :data:`LEASE_LOST`, so
+it can neither overwrite the new holder's outcome nor record a second set of parts. Rows
 are created by the inbox (``messenger.inbox``), which also owns the writes of queueing them.
 """
 
@@ -25,6 +28,8 @@ from messenger.models import InboundMessage, OutboundPart
 logger = logging.getLogger("messenger.pipeline")
 
 Status = InboundMessage.Status
+# Returned instead of a status when the row no longer carries this worker's fence.
+LEASE_LOST = "lease-lost"
 _WARN_STATUSES = (Status.FAILED, Status.DEFERRED, Status.EXPIRED, Status.UNKNOWN_PAGE)
 
 
@@ -66,7 +71,7 @@ def inbound_finish(
     conversation_id: int | None = None,
     not_before: datetime | None = None,
 ) -> str:
-    """Record the outcome on the row and log it; returns ``status``.
+    """Record the outcome on the row and log it; returns ``status`` (:data:`LEASE_LOST` when fenced off).
 
     A final status also stamps ``finished_at``. ``conversation_id`` and ``not_before`` are written
     only when given.
@@ -78,7 +83,9 @@ def inbound_finish(
         values["not_before"] = not_before
     if status in InboundMessage.FINAL_STATUSES:
         values["finished_at"] = timezone.now()
-    InboundMessage.objects.filter(id=inbound.id).update(**values)
+    if not InboundMessage.objects.filter(id=inbound.id, fence=inbound.fence).update(**values):
+        logger.warning("messenger.pipeline.fenced-off", extra=inbound.log_fields(outcome=status))
+        return LEASE_LOST
     for key, value in values.items():
         setattr(inbound, key, value)
     level = logging.WARNING if status in _WARN_STATUSES else logging.INFO
@@ -93,22 +100,27 @@ def inbound_park(*, inbound: InboundMessage, not_before: datetime, reason: str) 
 
 def outbound_part_create_many(
     *, inbound: InboundMessage, bodies: list[dict], intent: str, confidence: float | None
-) -> list[OutboundPart]:
-    """Record the reply's parts before any is sent, with the reply's intent and confidence on the row.
+) -> list[OutboundPart] | None:
+    """Record the reply's parts before any is sent, with the reply's intent and confidence on the row;
+    ``None`` (nothing written) when the row no longer carries this worker's fence.
 
     One transaction: a message has either all its parts and the reply that made them, or neither. A
     re-run then sends these same parts instead of asking the engine again. The row's
     ``conversation_id`` (set in memory by the caller) is stored with them.
     """
     with transaction.atomic():
+        # The fenced UPDATE first: it fails for a worker whose claim was taken over, and its row lock
+        # makes a concurrent claim wait until these parts are committed (and then send them).
+        if not InboundMessage.objects.filter(id=inbound.id, fence=inbound.fence).update(
+            intent=intent[:64], confidence=confidence, conversation_id=inbound.conversation_id
+        ):
+            logger.warning("messenger.pipeline.fenced-off", extra=inbound.log_fields(outcome="parts"))
+            return None
         parts = OutboundPart.objects.bulk_create(
             [
                 OutboundPart(inbound=inbound, position=i, body=body, token=part_token_new())
                 for i, body in enumerate(bodies)
             ]
-        )
-        InboundMessage.objects.filter(id=inbound.id).update(
-            intent=intent[:64], confidence=confidence, conversation_id=inbound.conversation_id
         )
     inbound.intent, inbound.confidence = intent[:64], confidence
     return parts

@@ -43,13 +43,13 @@ STATEMENTS = [
     "SELECT conversations_conversation",  # context_load: the open conversation (history from Redis)
     "INSERT conversations_message",  # the user's line ...
     "UPDATE conversations_conversation",  # ... and the conversation's count (one transaction)
-    "INSERT messenger_outboundpart",  # the parts, recorded before any is sent ...
-    "UPDATE messenger_inboundmessage",  # ... with the reply's intent (one transaction)
+    "UPDATE messenger_inboundmessage",  # the reply's intent, under this worker's fence ...
+    "INSERT messenger_outboundpart",  # ... and the parts, recorded before any is sent (one transaction)
     "UPDATE messenger_outboundpart",  # pending -> sending, only under this worker's fence
     "UPDATE messenger_outboundpart",  # sent
     "INSERT conversations_message",  # the reply's line ...
     "UPDATE conversations_conversation",  # ... and the count (one transaction)
-    "UPDATE messenger_inboundmessage",  # answered
+    "UPDATE messenger_inboundmessage",  # answered, under this worker's fence
     "INSERT observability_event",  # intent_classified, response_generated, response_sent
     "SELECT messenger_inboundmessage",  # under the lock: anything more from this sender?
     "SELECT messenger_inboundmessage",  # after the release: anything that arrived meanwhile?

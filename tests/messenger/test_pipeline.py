@@ -156,9 +156,9 @@ def test_lost_lease_stops_before_next_send(post_webhook, monkeypatch):
 
 def test_worker_overtaken_by_a_new_claim_sends_nothing(post_webhook, graph):
     """Another worker claimed the message since this one read it (the fence moved): not one send."""
-    from messenger.delivery import LEASE_LOST, parts_send
+    from messenger.delivery import parts_send
     from messenger.selectors import inbound_parts
-    from messenger.services import inbound_start
+    from messenger.services import LEASE_LOST, inbound_start
 
     row, _ = _recorded_reply(post_webhook, ["one", "two"])
     stale = InboundMessage.objects.get(id=row.id)

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from messenger.models import InboundMessage, OutboundPart
 from messenger.services import (
+    LEASE_LOST,
     inbound_finish,
     inbound_park,
     inbound_start,
@@ -125,6 +126,34 @@ def test_part_send_is_fenced_off_for_a_worker_whose_claim_was_overtaken(inbound)
     part.refresh_from_db()
     assert (part.status, part.attempts) == (OutboundPart.Status.SENDING, 1)
     assert part.send_started_at is not None and part.token.startswith("cb1.")
+
+
+def test_outcome_of_a_worker_whose_claim_was_overtaken_is_not_written(inbound):
+    """The old holder's crash or failure can't overwrite the row the new holder is answering."""
+    old = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=old, worker_name="old")
+    new = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=new, worker_name="new")
+
+    assert inbound_finish(inbound=old, status=Status.FAILED, reason="error: IntegrityError") == LEASE_LOST
+    assert inbound_park(inbound=old, not_before=timezone.now(), reason="retry") == LEASE_LOST
+    row = InboundMessage.objects.get(id=inbound.id)
+    assert (row.status, row.status_reason, row.worker_name) == (Status.PROCESSING, "", "new")
+    assert inbound_finish(inbound=new, status=Status.ANSWERED) == Status.ANSWERED
+
+
+def test_parts_of_a_worker_whose_claim_was_overtaken_are_not_recorded(inbound):
+    """Two workers decided a reply for one message (the first lost its lease midway): only the holder's
+    parts are recorded, and the old holder is told, not crashed by a duplicate key."""
+    old = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=old, worker_name="old")
+    new = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=new, worker_name="new")
+    assert len(outbound_part_create_many(inbound=new, bodies=[{"text": "new"}], intent="n", confidence=None)) == 1
+
+    assert outbound_part_create_many(inbound=old, bodies=[{"text": "old"}], intent="o", confidence=None) is None
+    assert list(OutboundPart.objects.filter(inbound_id=inbound.id).values_list("body", flat=True)) == [{"text": "new"}]
+    assert InboundMessage.objects.get(id=inbound.id).intent == "n"
 
 
 def test_claim_of_a_final_row_is_refused(inbound):
