@@ -99,7 +99,9 @@ class OpenAIEngine:
 
     def __init__(self, *, rules_path: str | None = None, limits: ReplyLimits = NO_LIMITS) -> None:
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16)
+        # One connection per call a worker process can have in flight (its engine pool's size), so the
+        # threads of a MESSENGER_WORKER_CONCURRENCY worker never reconnect for want of one.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(16, 2 * settings.MESSENGER_WORKER_CONCURRENCY))
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._rules_path = rules_path if rules_path is not None else str(settings.CHATBOT_RULES_FILE)

@@ -62,7 +62,9 @@ def get_session() -> requests.Session:
         if _session is None or _session_pid != os.getpid():
             session = requests.Session()
             # Retries are the caller's (tenacity + circuit); urllib3 must not retry behind its back.
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+            # Kept-alive connections for every thread of a worker process (its messages and sender actions).
+            size = max(16, settings.MESSENGER_WORKER_CONCURRENCY + 8)
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             _session, _session_pid = session, os.getpid()
