@@ -59,7 +59,7 @@ TEXTS = [
 WORKER_CLASSES = {
     "messenger": "messenger.worker.MessengerWorker",  # a work horse forked per job
     "inprocess": "messenger.worker.MessengerInProcessWorker",  # jobs run in the worker process, one at a time
-    "threads": "messenger.worker.MessengerThreadWorker",  # many jobs at once on threads
+    "threads": "messenger.thread_worker.MessengerThreadWorker",  # many jobs at once on threads
 }
 # The classes that run ``MESSENGER_WORKER_CONCURRENCY`` messages at once per process (the others run one).
 CONCURRENT_CLASSES = {"threads"}

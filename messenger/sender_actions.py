@@ -9,8 +9,9 @@ and "typing", an instant answer costs one call, its own.
 How: :func:`sender_actions` wraps the reply's decision. Entering it schedules the actions on one
 shared timer thread per process (no thread per message); leaving it first cancels them if they have
 not started. Due ones are sent from a small pool (they wait on Facebook, the timer must not), in
-order, each best effort (a failed one stops the rest). Leaving the block while they are in flight
-waits for them (at most one Send API timeout), so ``typing_on`` never lands after the reply. Only on
+order, each best effort (a failed one stops the rest). Leaving the block stops any action not yet
+begun and waits for the one in a Send API call, if any (at most one Send API timeout), so
+``typing_on`` never lands after the reply. Only on
 a message's first attempt: a re-run has shown them already, or was too late to matter.
 """
 
@@ -34,41 +35,48 @@ from messenger.models import InboundMessage
 logger = logging.getLogger("messenger.pipeline")
 
 ACTIONS = ("mark_seen", "typing_on")
-# Threads that send due actions; they only wait on the Send API (mostly for slow replies).
-POOL_SIZE = 4
+# Threads that send due actions, at least this many; one per message a worker process answers at once
+# (MESSENGER_WORKER_CONCURRENCY): a due action must not queue behind others while its reply waits.
+POOL_MIN_SIZE = 4
 
 
 class _Actions:
-    """The sender actions of one message: scheduled, then started by the timer, or cancelled."""
+    """The sender actions of one message: due on the timer, each sent unless the reply is ready first."""
 
     def __init__(self, inbound: InboundMessage) -> None:
         self.inbound = inbound
         self._lock = threading.Lock()
-        self._state = "scheduled"  # -> "started" (the timer) or "cancelled" (the reply was first)
+        self._reply_ready = False
+        self._in_call = False
         self.done = threading.Event()
 
     def start(self) -> bool:
-        """The timer's side: ``True`` when the actions are to be sent now (not cancelled first)."""
+        """The timer's side: ``True`` when the actions are still wanted (the reply is not ready yet)."""
         with self._lock:
-            if self._state != "scheduled":
-                return False
-            self._state = "started"
-            return True
+            return not self._reply_ready
 
     def cancel(self) -> bool:
-        """The reply's side: ``True`` when nothing was sent or will be; ``False`` when they are under way."""
+        """The reply's side: no action starts from now on. ``True`` when none is in a Send API call;
+        ``False`` when one is (the caller waits for :attr:`done`)."""
         with self._lock:
-            if self._state == "scheduled":
-                self._state = "cancelled"
-            return self._state == "cancelled"
+            self._reply_ready = True
+            return not self._in_call
 
     def send(self) -> None:
         try:
             context = self.inbound.log_fields()
             for action in ACTIONS:
-                result = send_api.send_sender_action(
-                    psid=self.inbound.psid, action=action, log_context=context, page_id=self.inbound.page_id
-                )
+                with self._lock:
+                    if self._reply_ready:
+                        return  # the reply is ready: "typing" now would only come after it
+                    self._in_call = True
+                try:
+                    result = send_api.send_sender_action(
+                        psid=self.inbound.psid, action=action, log_context=context, page_id=self.inbound.page_id
+                    )
+                finally:
+                    with self._lock:
+                        self._in_call = False
                 if not result.ok:
                     return
         finally:
@@ -90,7 +98,8 @@ class _Timer:
             if self._pid != os.getpid():
                 # A forked child inherits neither the thread nor a usable pool.
                 self._heap = []
-                self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="sender-actions")
+                size = max(POOL_MIN_SIZE, settings.MESSENGER_WORKER_CONCURRENCY)
+                self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="sender-actions")
                 threading.Thread(target=self._run, name="sender-actions-timer", daemon=True).start()
                 self._pid = os.getpid()
             heapq.heappush(self._heap, (time.monotonic() + delay_s, next(self._seq), actions))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -105,12 +106,30 @@ def test_block_shorter_than_the_delay_sends_nothing(monkeypatch):
 
 
 @override_settings(MESSENGER_TYPING_DELAY_MS=20)
-def test_block_ending_mid_actions_waits_for_them(monkeypatch):
-    """Actions under way when the block ends are waited for: both have landed when it returns."""
-    actions = _record_actions(monkeypatch, takes_s=0.1)
+def test_block_ending_mid_action_waits_for_it_and_skips_the_rest(monkeypatch):
+    """The reply is ready while mark_seen is in its Send API call: the block waits for that call to
+    land (nothing reaches the user after the reply) and typing_on, pointless now, is never sent."""
+    actions = _record_actions(monkeypatch, takes_s=0.2)
     with sender_actions(InboundMessage(mid="m_1", psid="u", attempts=1)):
-        time.sleep(0.05)
-    assert actions == ["mark_seen", "typing_on"]
+        time.sleep(0.1)
+    assert actions == ["mark_seen"]
+    time.sleep(0.4)
+    assert actions == ["mark_seen"]
+
+
+@override_settings(MESSENGER_TYPING_DELAY_MS=20)
+def test_due_actions_of_many_messages_do_not_queue_behind_each_other(monkeypatch):
+    """Eight messages of one process due at once, each action taking 0.3 s: all eight mark_seen calls
+    run at the same time (a pool as large as the worker's concurrency, 16 here), not four then four."""
+    actions = _record_actions(monkeypatch, takes_s=0.3)
+    inbounds = [InboundMessage(mid=f"m_{i}", psid=f"u{i}", attempts=1) for i in range(8)]
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        for inbound in inbounds:
+            stack.enter_context(sender_actions(inbound))
+        time.sleep(0.45)
+    assert actions.count("mark_seen") == 8
+    assert time.monotonic() - started < 1.0
 
 
 @override_settings(MESSENGER_TYPING_DELAY_MS=20)
