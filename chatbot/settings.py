@@ -182,8 +182,9 @@ MESSENGER_USAGE_MAX_COOLDOWN_MS = env.int("MESSENGER_USAGE_MAX_COOLDOWN_MS", def
 # While a page's token is failing: one probe send per period, and parked messages retry this often.
 MESSENGER_TOKEN_RECHECK_MS = env.int("MESSENGER_TOKEN_RECHECK_MS", default=60_000)
 MESSENGER_SHUTDOWN_TIMEOUT_MS = env.int("MESSENGER_SHUTDOWN_TIMEOUT_MS", default=10000)
-# Messages one worker process answers at once (messenger.thread_worker: one thread each). Each holds a
-# PostgreSQL connection: processes x (this + 1) must fit under the server's max_connections.
+# Messages one worker process answers at once (messenger.thread_worker: one thread each). Each thread
+# holds a PostgreSQL connection except while it waits on a slow model: processes x (this + 1) is the
+# most a worker fleet opens (with the rules engine), to fit under the server's max_connections.
 MESSENGER_WORKER_CONCURRENCY = env.int("MESSENGER_WORKER_CONCURRENCY", default=16)
 MESSENGER_HISTORY_LIMIT = env.int("MESSENGER_HISTORY_LIMIT", default=10)
 MESSENGER_CONVERSATION_TTL_SECONDS = env.int("MESSENGER_CONVERSATION_TTL_SECONDS", default=3600)

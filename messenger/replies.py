@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
+from django.db import connection
 
 from conversations.services import LoadedContext, context_load
 from engine import get_engine
@@ -110,13 +111,30 @@ def _engine_pool() -> ThreadPoolExecutor:
         return _executor
 
 
+# A reply not ready this soon comes from a remote model: the thread gives its PostgreSQL connection
+# back while it waits (seconds, with a real model) instead of holding one of the server's
+# max_connections idle. Reconnecting costs about a millisecond; the wait costs a connection per
+# message in flight, which is what capped a worker's concurrency.
+DB_KEPT_WHILE_WAITING_S = 0.2
+
+
+def _db_connection_release() -> None:
+    """Close this thread's database connection unless a transaction needs it (the next query reopens it)."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 def _engine_reply(inbound: InboundMessage, context: ChatContext) -> Reply:
     """Ask the engine within the processing budget; past it, the fallback reply (the late one is dropped)."""
     budget_s = settings.MESSENGER_PROCESSING_TIMEOUT_MS / 1000
     engine = get_engine()
     future = _engine_pool().submit(_call_engine, engine, context, budget_s)
     try:
-        return future.result(timeout=budget_s)
+        try:
+            return future.result(timeout=min(budget_s, DB_KEPT_WHILE_WAITING_S))
+        except FutureTimeout:
+            _db_connection_release()
+        return future.result(timeout=max(0.0, budget_s - DB_KEPT_WHILE_WAITING_S))
     except FutureTimeout:
         future.cancel()
         logger.warning("messenger.pipeline.processing-timeout", extra=inbound.log_fields(budget_ms=budget_s * 1000))

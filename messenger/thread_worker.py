@@ -29,7 +29,9 @@ How it stays as safe as one job per process:
   parts whose send was under way wait for their echo (``messenger.delivery``).
 - **Database connections.** Django's are per thread. Each job thread keeps its own between jobs
   (closed when stale or past ``CONN_MAX_AGE``, and after a job that failed) and closes it when the
-  worker stops; a process holds at most ``MESSENGER_WORKER_CONCURRENCY + 1`` connections.
+  worker stops. A thread waiting on a slow model gives its connection back meanwhile
+  (``messenger.replies.DB_KEPT_WHILE_WAITING_S``), so with a real model a process holds far fewer
+  than ``MESSENGER_WORKER_CONCURRENCY + 1`` connections; that is the bound with an instant engine.
 """
 
 from __future__ import annotations

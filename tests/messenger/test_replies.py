@@ -159,3 +159,50 @@ def test_sender_actions_skipped_on_a_rerun(monkeypatch):
     with replies.sender_actions(InboundMessage(mid="m_1", psid="u", attempts=2)):
         time.sleep(0.05)
     assert actions == []
+
+
+class _ObservingEngine:
+    """Answers after ``seconds``, noting whether the asking thread's DB connection was open meanwhile."""
+
+    name = "observing"
+
+    def __init__(self, seconds: float, wrapper) -> None:
+        self.seconds, self.wrapper = seconds, wrapper
+        self.open_while_waiting: bool | None = None
+
+    def reply(self, context, *, timeout_s=None):
+        time.sleep(self.seconds)
+        self.open_while_waiting = self.wrapper.connection is not None
+        return Reply(text="answer", intent="answer", confidence=1.0)
+
+
+def _ask(monkeypatch, seconds: float) -> tuple[_ObservingEngine, Reply]:
+    from django.db import connections
+
+    wrapper = connections["default"]  # this thread's own (``connection`` would resolve per thread)
+    wrapper.ensure_connection()
+    engine = _ObservingEngine(seconds, wrapper)
+    monkeypatch.setattr("messenger.replies.get_engine", lambda: engine)
+    inbound = InboundMessage(mid="m_db", psid="u", text="hi", attempts=2)
+    reply = replies.reply_decide(inbound=inbound, context=ChatContext(psid_hash="h", conversation_id=1, text="hi"))
+    return engine, reply
+
+
+@pytest.mark.django_db(transaction=True)
+def test_slow_model_wait_gives_the_db_connection_back(monkeypatch):
+    """A reply not ready within DB_KEPT_WHILE_WAITING_S: the waiting thread's PostgreSQL connection is
+    closed during the wait (a worker's concurrency is not capped by max_connections), and reopens after."""
+    from django.db import connection
+
+    engine, reply = _ask(monkeypatch, replies.DB_KEPT_WHILE_WAITING_S + 0.3)
+    assert reply.text == "answer"
+    assert engine.open_while_waiting is False
+    assert InboundMessage.objects.count() == 0 and connection.connection is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fast_engine_keeps_the_db_connection(monkeypatch):
+    """An engine that answers at once (the rules engine): the connection stays open, no reconnect."""
+    engine, reply = _ask(monkeypatch, 0.0)
+    assert reply.text == "answer"
+    assert engine.open_while_waiting is True
