@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/pipeline.py [--quick] [--classes messenger,inprocess,threads] [--redis-db 6]
-        [--model-processes 2] [--model-concurrency 32] [--model-class CLASS] [--cases ABC]
+        [--model-processes 2] [--model-concurrency 64] [--model-db-pool 30] [--model-class CLASS] [--cases ABC]
 
 Everything runs as in production: gunicorn (``chatbot.wsgi``, production settings) takes signed
 webhooks; ``manage.py rqworker messenger_fast messenger_slow --with-scheduler`` answers them with the
@@ -25,7 +25,8 @@ A. the ``rules`` engine, Graph at 0 ms, ``--processes`` (2) worker processes, fo
    Targets: >= 60 msg/s, ratio >= 0.35.
 B. ``CHATBOT_ENGINE=openai`` against the fake model answering after ``--model-delay-ms`` (1,000), the
    Graph at ``--graph-latency-ms`` (150), saturation with ``--model-processes`` x
-   ``--model-concurrency`` on ``--model-class`` (default: the settings' default class). Target:
+   ``--model-concurrency`` (2 x 64) on ``--model-class`` (default: the settings' default class), the
+   workers on a pool of ``--model-db-pool`` (30) PostgreSQL connections each. Target:
    >= 50 msg/s with <= 1 GB of worker RSS in total.
 C. default settings (default class and concurrency), 2 processes, a steady 20 msg/s for 15 s: p50/p95
    from the start of the webhook POST to the fake Graph's receipt of the reply's first part. Target:
@@ -389,7 +390,7 @@ def build_cases(args, *, model_url: str) -> list[Case]:
             worker_class=args.model_class, processes=args.model_processes, concurrency=args.model_concurrency,
             saturation=args.model_messages or (200 if quick else 600), graph_ms=args.graph_latency_ms,
             engine_env={"CHATBOT_ENGINE": "openai", "CHATBOT_API_URL": model_url, "CHATBOT_API_KEY": MODEL_KEY,
-                        "CHATBOT_MODEL": "fake-model"},
+                        "CHATBOT_MODEL": "fake-model", "DATABASE_POOL_MAX_SIZE": str(args.model_db_pool)},
             target=f">= 50 msg/s, RSS <= {RSS_LIMIT_MB} MB",
         ))
     if "C" in args.cases:
@@ -412,7 +413,9 @@ def main() -> int:
     parser.add_argument("--model-class", choices=sorted(common.WORKER_CLASSES), default=None,
                         help="worker class of case B (default: the settings' default)")
     parser.add_argument("--model-processes", type=int, default=2)
-    parser.add_argument("--model-concurrency", type=int, default=32)
+    parser.add_argument("--model-concurrency", type=int, default=64)
+    parser.add_argument("--model-db-pool", type=int, default=30,
+                        help="DATABASE_POOL_MAX_SIZE of case B's workers (0: a connection per thread)")
     parser.add_argument("--model-messages", type=int, default=None, help="messages of case B (600; quick 200)")
     parser.add_argument("--model-delay-ms", type=float, default=1000.0)
     parser.add_argument("--graph-latency-ms", type=float, default=150.0, help="the fake Graph's latency in case B")

@@ -84,6 +84,19 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE",
 # Off by default: a health check costs a round trip on every request that reuses a connection. A
 # connection that died (PostgreSQL restarted) fails that one request, and Facebook redelivers it.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
+# PostgreSQL only: one pool of at most this many connections per process, shared by its threads
+# (psycopg's pool through Django's "pool" option; CONN_MAX_AGE is then 0: a closed connection goes back
+# to the pool). 0, the default: each thread keeps a connection of its own. Set it on worker processes
+# whose MESSENGER_WORKER_CONCURRENCY times their count would pass the server's max_connections: a
+# thread waits up to 30 s for a free connection instead of failing on "too many clients".
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+if DATABASE_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": 30,
+    }
 if env.str("DATABASE_TEST_NAME", default=""):
     # Lets several test runs share one PostgreSQL server without fighting over test_<name>.
     DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME")}

@@ -36,3 +36,36 @@ def test_production_starts_with_its_secrets():
     """With both secrets set, production settings load and Django's checks pass."""
     result = run_check(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="k" * 50, MESSENGER_APP_SECRET="s")
     assert result.returncode == 0, result.stderr
+
+
+def test_database_pool_shares_a_bounded_set_of_connections_between_threads():
+    """DATABASE_POOL_MAX_SIZE=3 on PostgreSQL: 12 threads querying at once never open more than 3
+    server connections (they wait for one instead of failing on max_connections); unset, each thread
+    opens its own."""
+    script = (
+        "import threading, django; django.setup()\n"
+        "from django.db import connection, connections\n"
+        "seen = set(); lock = threading.Lock()\n"
+        "def work():\n"
+        "    with connection.cursor() as c:\n"
+        "        c.execute('SELECT pg_backend_pid(), pg_sleep(0.2)')\n"
+        "        pid = c.fetchone()[0]\n"
+        "    with lock: seen.add(pid)\n"
+        "    connections.close_all()\n"
+        "threads = [threading.Thread(target=work) for _ in range(12)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(seen))\n"
+    )
+    url = "postgres://root@127.0.0.1:5432/postgres"  # the server's own database: always there
+
+    def distinct_backends(**env: str) -> int:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MESSENGER_", "DATABASE_"))}
+        base.update(DJANGO_SETTINGS_MODULE="chatbot.settings", DATABASE_URL=url, **env)
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        return int(result.stdout.split()[-1])
+
+    assert 1 <= distinct_backends(DATABASE_POOL_MAX_SIZE="3") <= 3
+    assert distinct_backends() == 12
