@@ -281,7 +281,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "rq": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # rq's per-job lines at INFO, unless LOG_LEVEL asks for less (messenger.worker raises it too).
+        "rq": {
+            "handlers": ["console"],
+            "level": "INFO" if LOG_LEVEL in ("DEBUG", "INFO") else LOG_LEVEL,
+            "propagate": False,
+        },
     },
 }
 

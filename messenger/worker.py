@@ -49,6 +49,13 @@ logger = logging.getLogger("messenger.worker")
 SWEEP_LOCK_KEY = "messenger:recovery-sweep"
 
 
+def _rq_logging_level(asked) -> str:
+    """The level of rq's worker logs: what ``rqworker`` asked for, unless ``LOG_LEVEL`` is quieter."""
+    levels = [logging.getLevelName(str(level).upper()) for level in (asked or "INFO", settings.LOG_LEVEL)]
+    numbers = [level for level in levels if isinstance(level, int)]
+    return logging.getLevelName(max(numbers)) if numbers else "INFO"
+
+
 class MessengerWorkerMixin:
     """What both worker classes share: the recovery sweep, the warm-up, the put-back of the message
     in flight, the ``ready`` log. Mixed in before an rq worker class (``Worker`` or ``SimpleWorker``)."""
@@ -68,8 +75,9 @@ class MessengerWorkerMixin:
         # between blocks; waking every few seconds keeps the sweep on its interval while idle.
         return max(1, min(super().dequeue_timeout, settings.MESSENGER_RECOVERY_INTERVAL_SECONDS // 3 or 1))
 
-    def bootstrap(self, *args, **kwargs) -> None:
-        super().bootstrap(*args, **kwargs)
+    def bootstrap(self, logging_level="INFO", *args, **kwargs) -> None:
+        # rqworker asks for rq's per-job INFO lines (four a job); LOG_LEVEL=WARNING must quiet them too.
+        super().bootstrap(_rq_logging_level(logging_level), *args, **kwargs)
         self.warm_up()
         self.recovery_sweep()
         prune_schedule_ensure()  # the daily retention job (messenger.retention); never raises

@@ -107,3 +107,20 @@ def test_sweep_closes_db_connection_only_for_the_forking_worker():
     channel_redis().delete(SWEEP_LOCK_KEY)
     make_worker(name="w-fork").recovery_sweep()
     assert connection.connection is None
+
+
+@pytest.mark.parametrize(
+    ("asked", "log_level", "used"),
+    [
+        ("INFO", "WARNING", "WARNING"),
+        ("INFO", "INFO", "INFO"),
+        ("WARNING", "DEBUG", "WARNING"),
+        (None, "ERROR", "ERROR"),
+    ],
+)
+def test_rq_logging_level_is_rqworkers_unless_log_level_is_quieter(settings, asked, log_level, used):
+    """rqworker asks rq for INFO (four lines a job); LOG_LEVEL=WARNING quiets rq's lines as well."""
+    from messenger.worker import _rq_logging_level
+
+    settings.LOG_LEVEL = log_level
+    assert _rq_logging_level(asked) == used
