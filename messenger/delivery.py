@@ -144,6 +144,10 @@ def parts_send(
         if part.status == OutboundPart.Status.SENT:
             sent_count += 1
             continue
+        if part.status == OutboundPart.Status.FAILED:
+            # Refused for good by an earlier attempt that could not record the outcome (its claim was
+            # overtaken meanwhile): the message fails now rather than being put back again and again.
+            return _failed(inbound, conversation, f"part {part.position} was refused earlier")
         if lease_held is not None and not lease_held():
             logger.warning("messenger.pipeline.lease-lost", extra={**context, "part": part.position})
             return LEASE_LOST
@@ -206,7 +210,7 @@ def _handed_over(inbound: InboundMessage, parts: list[OutboundPart]) -> str:
     """Staff took the conversation before the reply was sent: what is left of it is never sent."""
     for part in parts:
         if part.status == OutboundPart.Status.PENDING:
-            outbound_part_mark_failed(part=part)
+            outbound_part_mark_failed(part=part, fence=inbound.fence)
     return inbound_finish(
         inbound=inbound, status=Status.HANDED_OVER, reason="a human took the conversation before the reply went out"
     )
@@ -241,7 +245,7 @@ def _send_failed(
         latency_ms=latency_ms,
     )
     if result.permanent_for_recipient:
-        outbound_part_mark_failed(part=part)
+        outbound_part_mark_failed(part=part, fence=inbound.fence)
         if kind == SendErrorKind.RECIPIENT_UNAVAILABLE and conversation is not None:
             conversation_mark_unreachable(conversation=conversation)
         if kind == SendErrorKind.OUTSIDE_WINDOW:
@@ -258,7 +262,7 @@ def _send_failed(
             jittered_ms(delay),
             f"send failed: {kind.value} (code {result.error_code}); attempt {part.attempts} of {MESSAGE_MAX_ATTEMPTS}",
         )
-    outbound_part_mark_failed(part=part)
+    outbound_part_mark_failed(part=part, fence=inbound.fence)
     if kind in MESSAGE_RETRY_KINDS:
         reason = f"gave up after {part.attempts} attempts: {kind.value} (code {result.error_code})"
     else:
@@ -291,6 +295,8 @@ def _park(inbound: InboundMessage, delay_ms: int, reason: str) -> str:
             inbound=inbound, status=Status.EXPIRED, reason=f"gave up: {reason}; the messaging window closes"
         )
     status = inbound_park(inbound=inbound, not_before=not_before, reason=reason)
+    if status == LEASE_LOST:
+        return status  # another worker holds the message now: its job, not ours, says what comes next
     signals.send_safely(
         signals.message_deferred, sender=parts_send, inbound=inbound, reason=reason, retry_in_ms=delay_ms
     )

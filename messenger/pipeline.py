@@ -161,7 +161,7 @@ def _status_of(inbound: InboundMessage, answered: dict[int, str]) -> str:
 
 def _hand_on(nxt: InboundMessage) -> None:
     """Queue the sender's next message afresh: a long drain must not outlive its job timeout."""
-    inbox_requeue_one(inbound=nxt)
+    inbox_requeue_one(inbound=nxt, fence=nxt.fence)  # unless another worker claimed it since
     logger.info("messenger.pipeline.drain-handed-on", extra=nxt.log_fields())
 
 

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.db import connections
 
 from messenger import send_api
 from messenger.models import InboundMessage
@@ -81,6 +82,9 @@ class _Actions:
                     return
         finally:
             self.done.set()
+            # The page's token may have been read from the database: give this thread's connection
+            # back (to the pool, with DATABASE_POOL_MAX_SIZE), it serves no message.
+            connections.close_all()
 
 
 class _Timer:

@@ -218,9 +218,17 @@ def outbound_part_record_error(
     part.fbtrace_id = (fbtrace_id or "")[:64]
 
 
-def outbound_part_mark_failed(*, part: OutboundPart) -> None:
-    """The part will never be sent (Facebook refused it for good, or staff took the conversation)."""
-    OutboundPart.objects.filter(id=part.id).exclude(status=OutboundPart.Status.SENT).update(
-        status=OutboundPart.Status.FAILED
+def outbound_part_mark_failed(*, part: OutboundPart, fence: int) -> bool:
+    """The part will never be sent (Facebook refused it for good, or staff took the conversation).
+
+    Only while the message carries ``fence``: a worker overtaken mid-send leaves the part to the new
+    holder. Returns whether the part was marked.
+    """
+    updated = (
+        OutboundPart.objects.filter(id=part.id, inbound__fence=fence)
+        .exclude(status=OutboundPart.Status.SENT)
+        .update(status=OutboundPart.Status.FAILED)
     )
-    part.status = OutboundPart.Status.FAILED
+    if updated:
+        part.status = OutboundPart.Status.FAILED
+    return bool(updated)

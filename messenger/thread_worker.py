@@ -45,7 +45,6 @@ import time
 
 from django.conf import settings
 from django.db import close_old_connections, connections
-from rq.exceptions import StopRequested
 from rq.timeouts import BaseDeathPenalty
 from rq.worker import SimpleWorker, WorkerStatus
 
@@ -109,22 +108,35 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
     # --- the main thread: a job for each free slot ---------------------------------------------------
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        """Wait for a free slot (keeping the running jobs' records alive), then for a job."""
-        self._in_dequeue = True
+        """Wait for a free slot, then for a job, in short rounds that look for a stop request.
+
+        A stop only sets flags (:meth:`_shutdown`): raising out of the blocking pop, as rq does, could
+        drop a job already taken off its queue. Each round (at most :data:`_SLOT_WAIT_S`) also keeps
+        the running jobs' records alive in rq's registries.
+        """
+        while not self._free_slots.acquire(timeout=_SLOT_WAIT_S):
+            self._beat_running()
+            if self._stop_requested:
+                return None
         try:
-            while not self._free_slots.acquire(timeout=_SLOT_WAIT_S):
+            while True:
                 self._beat_running()
-            try:
-                self._beat_running()
-                result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            except BaseException:
-                self._free_slots.release()
-                raise
-            if result is None:
-                self._free_slots.release()
-            return result
-        finally:
-            self._in_dequeue = False
+                if self._stop_requested:
+                    self._free_slots.release()
+                    return None
+                if timeout is None:  # burst: one non-blocking look
+                    result = super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+                else:
+                    # rq's own loop returns only with a job, or once idle for max_idle_time: one round.
+                    result = super().dequeue_job_and_maintain_ttl(int(_SLOT_WAIT_S), int(_SLOT_WAIT_S))
+                if result is not None or timeout is None:
+                    break
+        except BaseException:
+            self._free_slots.release()
+            raise
+        if result is None:
+            self._free_slots.release()
+        return result
 
     def execute_job(self, job, queue) -> None:
         """Hand the job to a job thread; the slot taken in the dequeue is freed when it ends."""
@@ -183,7 +195,11 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
     # --- stopping ------------------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        """First SIGTERM/SIGINT (rq's ``request_stop`` calls this): take no new job, wind the drains down."""
+        """First SIGTERM/SIGINT (rq's ``request_stop`` calls this): take no new job, wind the drains down.
+
+        Flags only: the main thread sees them within a second, wherever it is (the dequeue rounds,
+        the wait in :meth:`teardown`).
+        """
         self._stop_requested = True
         self.set_shutdown_requested_date()
         drains_wind_down()
@@ -197,8 +213,6 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
                 "timeout_s": settings.MESSENGER_SHUTDOWN_TIMEOUT_MS / 1000,
             },
         )
-        if self._in_dequeue:
-            raise StopRequested()  # out of the blocking wait; the work loop ends and teardown waits
 
     def request_force_stop(self, signum, frame) -> None:
         """Second signal: stop now; the messages in flight go back on their queues."""
@@ -210,6 +224,8 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
         requested = self._shutdown_requested_date
         if requested is not None and (time.time() - requested.timestamp()) < 1:
             return  # rq's rule: the same signal twice within a second (a pool and the OS) counts once
+        if self._exit_lock.locked():
+            return  # already giving the messages back and leaving (this thread may be the one doing it)
         self._abandon_and_exit()
 
     def teardown(self) -> None:
@@ -222,19 +238,20 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
         super().teardown()
 
     def _wait_for_running(self) -> None:
+        """Until no job runs; once a stop was asked for (before or during this wait), no longer than
+        ``MESSENGER_SHUTDOWN_TIMEOUT_MS`` after it."""
         drains_wind_down()
-        deadline = None
-        if self._stop_requested:
-            requested = self._shutdown_requested_date
-            started = requested.timestamp() if requested is not None else time.time()
-            deadline = started + settings.MESSENGER_SHUTDOWN_TIMEOUT_MS / 1000
         while True:
             with self._running_changed:
                 if not self._running:
                     return
                 self._running_changed.wait(timeout=0.1)
             self._beat_running()
-            if deadline is not None and time.time() >= deadline and self._running:
+            requested = self._shutdown_requested_date if self._stop_requested else None
+            if requested is None:
+                continue
+            deadline = requested.timestamp() + settings.MESSENGER_SHUTDOWN_TIMEOUT_MS / 1000
+            if time.time() >= deadline and self._running:
                 logger.warning("messenger.worker.shutdown-timeout", extra={"worker": self.name})
                 self._abandon_and_exit()
 

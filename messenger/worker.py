@@ -305,6 +305,8 @@ class MessengerInProcessWorker(MessengerWorkerMixin, SimpleWorker):
         if self._is_repeat_signal():
             # rq's rule: the same signal twice within a second (a pool and the OS) counts once.
             return
+        if self._exit_lock.locked():
+            return  # already putting the message back and leaving (this thread may be the one doing it)
         if self._shutdown_timer is not None:
             self._shutdown_timer.cancel()
         self._frozen.set()

@@ -184,3 +184,20 @@ def test_hung_model_times_out_without_holding_up_the_other_messages(post_webhook
     for psid in USERS[1:]:
         assert by_user[psid].at < by_user[USERS[0]].at - 1.0
     assert worker.alive()
+
+
+def test_signals_in_a_row_while_giving_messages_back_still_exit(post_webhook, fake, workers):
+    """SIGTERM, then SIGTERM and SIGINT again while the worker is giving its 4 messages back: it
+    neither hangs on its own exit nor leaves one behind; each message is queued again exactly once."""
+    fake.chat_delay = 30.0
+    worker = workers(thread_env(fake, MESSENGER_SHUTDOWN_TIMEOUT_MS="1000"))
+    mids = post_one_each(post_webhook, "m_ts")
+    wait_until(lambda: statuses(mids) == {"processing": 4}, 30, message="4 messages in flight")
+    worker.signal(signal.SIGTERM)
+    time.sleep(1.05)  # the shutdown timeout is passing: the put-back is starting
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+        worker.signal(sig)
+        time.sleep(0.02)
+    assert worker.wait(15) == EXIT_CODE_JOB_ABANDONED, worker.output()
+    assert statuses(mids) == {"queued": 4}
+    assert worker.output().count("messenger.worker.put-back") == 4

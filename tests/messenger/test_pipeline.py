@@ -168,6 +168,19 @@ def test_worker_overtaken_by_a_new_claim_sends_nothing(post_webhook, graph):
     assert sent_messages(graph) == []
 
 
+def test_part_refused_by_an_overtaken_attempt_fails_the_message_once(post_webhook, graph):
+    """A part an earlier attempt saw refused for good is not sent again, and the message ends failed:
+    it is not put back over and over until the messaging window closes."""
+    from messenger.pipeline import sender_drain
+
+    row, _ = _recorded_reply(post_webhook, ["one", "two"])
+    OutboundPart.objects.filter(inbound=row, position=0).update(status=OutboundPart.Status.FAILED)
+    assert sender_drain(inbound_id=row.id, worker_name="w") == "failed"
+    row.refresh_from_db()
+    assert (row.status, row.status_reason) == ("failed", "part 0 was refused earlier")
+    assert sent_messages(graph) == []
+
+
 @pytest.mark.parametrize("error", ["OperationalError", "InterfaceError", "RedisError"])
 def test_infrastructure_error_puts_the_message_back_instead_of_failing(post_webhook, graph, monkeypatch, error):
     """A passing database or Redis error is not the message's fault: parked for a retry, not failed."""

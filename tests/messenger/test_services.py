@@ -96,9 +96,21 @@ def test_outbound_part_record_error_then_mark_failed(inbound):
     outbound_part_record_error(part=part, error_kind="invalid_request", error_code=100)
     part.refresh_from_db()
     assert (part.status, part.error_kind, part.error_code) == (OutboundPart.Status.PENDING, "invalid_request", 100)
-    outbound_part_mark_failed(part=part)
+    assert outbound_part_mark_failed(part=part, fence=inbound.fence)
     part.refresh_from_db()
     assert part.status == OutboundPart.Status.FAILED
+
+
+def test_part_refused_for_an_overtaken_worker_is_left_to_the_new_holder(inbound):
+    """A worker overtaken mid-send can't mark the part failed: the holder now sends it."""
+    old = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=old, worker_name="old")
+    [part] = outbound_part_create_many(inbound=old, bodies=[{"text": "a"}], intent="x", confidence=None)
+    new = InboundMessage.objects.get(id=inbound.id)
+    assert inbound_start(inbound=new, worker_name="new")
+
+    assert not outbound_part_mark_failed(part=part, fence=old.fence)
+    assert OutboundPart.objects.get(id=part.id).status == OutboundPart.Status.PENDING
 
 
 def test_claim_succeeds_for_one_worker_only(inbound):
