@@ -58,6 +58,7 @@ from messenger import send_api, token_health
 from messenger.graph_errors import API_FAILURE_KINDS, MESSAGE_RETRY_KINDS
 from messenger.inbox import inbox_schedule_retry
 from messenger.models import InboundMessage, OutboundPart
+from messenger.ordering import send_on_the_wire
 from messenger.outbound import part_summary
 from messenger.send_api import SendErrorKind, SendResult
 from messenger.services import (
@@ -154,18 +155,19 @@ def parts_send(
         if part.status != OutboundPart.Status.PENDING or not outbound_part_begin_send(part=part, fence=inbound.fence):
             logger.warning("messenger.pipeline.fenced-off", extra={**context, "part": part.position})
             return LEASE_LOST
-        result = send_api.send_message(
-            psid=inbound.psid, message=part.body, log_context=context, page_id=inbound.page_id, metadata=part.token
-        )
-        if result.in_doubt:
-            outbound_part_record_error(part=part, error_kind="in_doubt", error_code=result.error_code)
-            if not _in_doubt_settled(part):
-                return _park(inbound, echo_wait_ms() + 1, f"part {part.position} in doubt: waiting for its echo")
-        elif not result.ok:
-            outbound_part_mark_pending(part=part)  # surely not delivered
-            return _send_failed(inbound, part, result, conversation, (time.perf_counter() - send_started) * 1000)
-        elif outbound_part_mark_sent(part=part, message_id=result.message_id):
-            part_transcribe(inbound=inbound, part=part, message_id=result.message_id, conversation=conversation)
+        with send_on_the_wire():  # a stopping worker lets this call and its record land
+            result = send_api.send_message(
+                psid=inbound.psid, message=part.body, log_context=context, page_id=inbound.page_id, metadata=part.token
+            )
+            if result.in_doubt:
+                outbound_part_record_error(part=part, error_kind="in_doubt", error_code=result.error_code)
+                if not _in_doubt_settled(part):
+                    return _park(inbound, echo_wait_ms() + 1, f"part {part.position} in doubt: waiting for its echo")
+            elif not result.ok:
+                outbound_part_mark_pending(part=part)  # surely not delivered
+                return _send_failed(inbound, part, result, conversation, (time.perf_counter() - send_started) * 1000)
+            elif outbound_part_mark_sent(part=part, message_id=result.message_id):
+                part_transcribe(inbound=inbound, part=part, message_id=result.message_id, conversation=conversation)
         sent_count += 1
 
     now_ms = time.time() * 1000

@@ -20,8 +20,9 @@ Redis may have let the key expire and another worker may have taken the sender.
 A worker with many messages in flight (``messenger.thread_worker``) stops them together: on a
 graceful stop :func:`drains_wind_down` tells every drain to hand on its sender's remaining messages
 after the one in hand, and before the process exits with messages still in flight
-:func:`leases_revoke` makes every lock it holds count as lost, so no thread sends again after their
-messages are put back.
+:func:`leases_revoke` makes every lock it holds count as lost, so no thread starts a send again
+after their messages are put back; it first lets the Send API calls already on the wire land and be
+recorded (:func:`send_on_the_wire`, :func:`sends_settle`), so their parts are not left in doubt.
 
 This module owns both keys: nobody else formats them. The recovery sweep asks
 :func:`sender_lock_held` and :func:`inflight_alive`; a worker putting back the message of a job it
@@ -35,6 +36,8 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 from django.conf import settings
@@ -67,6 +70,34 @@ def drains_wind_down() -> None:
 def drains_winding_down() -> bool:
     """Whether this process is stopping (:func:`drains_wind_down` was called)."""
     return _winding_down.is_set()
+
+
+_sends = threading.Condition()
+_sends_on_the_wire = 0
+
+
+@contextmanager
+def send_on_the_wire() -> Iterator[None]:
+    """Around a Send API call and the write of its outcome: a worker about to exit with messages in
+    flight lets these land (:func:`sends_settle`) instead of leaving their parts in doubt."""
+    global _sends_on_the_wire
+    with _sends:
+        _sends_on_the_wire += 1
+    try:
+        yield
+    finally:
+        with _sends:
+            _sends_on_the_wire -= 1
+            _sends.notify_all()
+
+
+def sends_settle(timeout_s: float) -> int:
+    """Wait up to ``timeout_s`` for the sends on the wire to land and be recorded; how many are left."""
+    deadline = time.monotonic() + timeout_s
+    with _sends:
+        while _sends_on_the_wire and time.monotonic() < deadline:
+            _sends.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return _sends_on_the_wire
 
 
 def _monotonic() -> float:

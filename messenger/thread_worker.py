@@ -23,8 +23,9 @@ How it stays as safe as one job per process:
 - **Graceful stop.** First SIGTERM/SIGINT: no new job; each drain finishes the message in hand and
   hands on the rest of its sender's messages (``messenger.ordering.drains_wind_down``); the worker
   waits up to ``MESSENGER_SHUTDOWN_TIMEOUT_MS`` for them. Past that, or on a second signal, every lock
-  of the process is revoked (no thread sends again), every message still ``processing`` under this
-  worker is put back on its queue, and the process exits with ``EXIT_CODE_JOB_ABANDONED``.
+  of the process is revoked (no thread starts a send again), the sends already on the wire get up to
+  :data:`SENDS_SETTLE_S` to land and be recorded, every message still ``processing`` under this worker
+  is put back on its queue, and the process exits with ``EXIT_CODE_JOB_ABANDONED``.
 - **SIGKILL.** As for every class: the leases lapse and the recovery sweep requeues each message;
   parts whose send was under way wait for their echo (``messenger.delivery``).
 - **Database connections.** Django's are per thread. Each job thread keeps its own between jobs
@@ -48,11 +49,15 @@ from django.db import close_old_connections, connections
 from rq.timeouts import BaseDeathPenalty
 from rq.worker import SimpleWorker, WorkerStatus
 
-from messenger.ordering import drains_wind_down, leases_revoke
+from messenger.ordering import drains_wind_down, leases_revoke, sends_settle
 from messenger.worker import EXIT_CODE_JOB_ABANDONED, MessengerWorkerMixin
 
 logger = logging.getLogger("messenger.worker")
 
+# Past the shutdown timeout, how long the worker lets Send API calls already on the wire land and be
+# recorded before it puts the messages back and exits (a Graph answer takes ~150 ms): their parts are
+# then sent, not in doubt. The stop takes at most this much longer than MESSENGER_SHUTDOWN_TIMEOUT_MS.
+SENDS_SETTLE_S = 1.0
 # How often the main thread wakes, while every slot is busy, to keep rq's records of the jobs alive.
 _SLOT_WAIT_S = 1.0
 
@@ -264,6 +269,9 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
         """
         self._exit_lock.acquire()
         leases_revoke()
+        left = sends_settle(SENDS_SETTLE_S)
+        if left:
+            logger.warning("messenger.worker.sends-left-in-doubt", extra={"worker": self.name, "sends": left})
         helper = threading.Thread(target=self._put_back_and_leave, name="messenger-put-back", daemon=True)
         helper.start()
         helper.join(timeout=max(5.0, settings.MESSENGER_LEASE_SECONDS))

@@ -201,3 +201,27 @@ def test_signals_in_a_row_while_giving_messages_back_still_exit(post_webhook, fa
     assert worker.wait(15) == EXIT_CODE_JOB_ABANDONED, worker.output()
     assert statuses(mids) == {"queued": 4}
     assert worker.output().count("messenger.worker.put-back") == 4
+
+
+def test_stop_past_timeout_lets_sends_on_the_wire_land_instead_of_leaving_them_in_doubt(
+    post_webhook, fake, workers
+):
+    """Past the shutdown timeout with 4 Send API calls on the wire (Facebook answering after 1.5 s,
+    no echoes): the worker lets them land and records them before it exits, so the next worker sends
+    nothing again; each user has exactly one reply."""
+    fake.latency_s = 1.5
+    env = thread_env(fake, MESSENGER_SHUTDOWN_TIMEOUT_MS="700", MESSENGER_ECHO_WAIT_MS="1000")
+    worker = workers(env)
+    mids = post_one_each(post_webhook, "m_tw")
+    sending = OutboundPart.objects.filter(inbound__mid__in=mids, status=OutboundPart.Status.SENDING)
+    wait_until(lambda: sending.count() == 4, 30, message="4 sends on the wire")
+    code, took = sigterm_and_wait(worker, timeout=20)
+    assert code == EXIT_CODE_JOB_ABANDONED, worker.output()
+    assert took < 3.5, worker.output()
+    assert "messenger.worker.sends-left-in-doubt" not in worker.output()
+    assert statuses(mids) == {"answered": 4}
+
+    fake.latency_s = 0.0
+    workers(env)
+    time.sleep(3)  # past the echo wait: a part left in doubt would have been sent again by now
+    assert sorted(fake.replies()) == sorted(f"echo: question {mid}" for mid in mids)
