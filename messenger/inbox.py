@@ -262,15 +262,41 @@ def inbox_requeue_one(*, inbound: InboundMessage, fence: int | None = None) -> b
     return True
 
 
-def _job_alive(row: InboundMessage, connection: redis.Redis, *, overdue_before: datetime | None = None) -> bool:
+class _QueuedJobs:
+    """The job ids on each rq queue, read once per sweep (one LRANGE a queue, not a scan a row)."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+        self._ids: dict[str, set[str]] = {}
+
+    def holds(self, job: Job) -> bool:
+        ids = self._ids.get(job.origin)
+        if ids is None:
+            queue = get_queue(job.origin)
+            keys = (queue.key, queue.intermediate_queue_key)
+            ids = {raw.decode() for key in keys for raw in self.connection.lrange(key, 0, -1)}
+            self._ids[job.origin] = ids
+        return job.id in ids
+
+
+def _job_alive(
+    row: InboundMessage,
+    connection: redis.Redis,
+    *,
+    overdue_before: datetime | None = None,
+    queued: _QueuedJobs | None = None,
+) -> bool:
     """Is a job still going to answer this row? Waiting on a queue or schedule, or started by a worker
     that still holds the sender (a started job whose worker died holds nothing: rq would only notice
     after the job's timeout). A job still *scheduled* for a deferred row whose time passed before
-    ``overdue_before`` is not: no scheduler is running it."""
+    ``overdue_before`` is not: no scheduler is running it. Nor is a job *queued* in rq's books that is
+    on no queue (``queued``): a worker took it off and died before starting it."""
     try:
         job = Job.fetch(current_job_id(row), connection=connection)
         status = job.get_status(refresh=False)
     except NoSuchJobError:
+        return False
+    if status == JobStatus.QUEUED and queued is not None and not queued.holds(job):
         return False
     if (
         status == JobStatus.SCHEDULED
@@ -316,6 +342,7 @@ def inbox_requeue(
         )
     )
     connection = channel_redis()
+    queued = _QueuedJobs(connection)
     after_id = 0
     while True:
         rows = list(
@@ -327,7 +354,9 @@ def inbox_requeue(
             return result
         after_id = rows[-1].id
         for row in rows:
-            _requeue_row(row, result, waiting=waiting, now=now, min_age=min_age, connection=connection)
+            _requeue_row(
+                row, result, waiting=waiting, now=now, min_age=min_age, connection=connection, queued=queued
+            )
 
 
 def _requeue_row(
@@ -338,6 +367,7 @@ def _requeue_row(
     now: datetime,
     min_age: timedelta,
     connection: redis.Redis,
+    queued: _QueuedJobs,
 ) -> None:
     if row.status != InboundMessage.Status.DEFERRED and (row.page_id, row.psid) in waiting:
         result.skipped_alive += 1
@@ -346,7 +376,9 @@ def _requeue_row(
         if inflight_alive(inbound_id=row.id):
             result.skipped_alive += 1
             return
-    elif row.status != InboundMessage.Status.PENDING and _job_alive(row, connection, overdue_before=now - min_age):
+    elif row.status != InboundMessage.Status.PENDING and _job_alive(
+        row, connection, overdue_before=now - min_age, queued=queued
+    ):
         result.skipped_alive += 1
         return
     if row.status == InboundMessage.Status.DEFERRED and row.not_before and row.not_before > now:

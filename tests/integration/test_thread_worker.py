@@ -54,8 +54,8 @@ def test_default_worker_class_is_the_thread_worker(fake, workers):
     env = process_env(fake)
     env.pop("MESSENGER_WORKER_CONCURRENCY", None)
     worker = workers(env)
-    wait_until(lambda: "messenger.worker.threads" in worker.output(), 30, message="the job threads to start")
-    assert "MessengerThreadWorker" in worker.output()
+    wait_until(lambda: "messenger.worker.ready" in worker.output(), 30, message="the worker to be ready")
+    assert "worker_class=MessengerThreadWorker" in worker.output(), worker.output()
     assert "concurrency=16" in worker.output(), worker.output()
 
 

@@ -9,9 +9,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 
-from messenger.inbox import inbox_requeue
+from messenger.inbox import current_job_id, inbox_requeue
 from messenger.models import InboundMessage
 from messenger.queues import get_queue
+from tests.messenger.helpers import text_body
 
 pytestmark = pytest.mark.django_db
 
@@ -63,6 +64,25 @@ def test_requeue_finds_queued_row_whose_job_vanished(post_webhook, redis_conn):
 
     result = inbox_requeue(min_age=timedelta(0))
     assert result.requeued == [InboundMessage.objects.get().id]
+
+
+def test_requeue_finds_row_whose_job_a_dead_worker_took_off_its_queue(post_webhook):
+    """A worker popped the job and was killed before starting it: rq still says queued, but the job is
+    on no queue. The sweep queues the message again (once); a job still on its queue is left alone."""
+    from datetime import timedelta
+
+    post_webhook(text_body("popped", mid="m_popped", psid="71"))
+    post_webhook(text_body("waiting", mid="m_waiting", psid="72"))
+    popped = InboundMessage.objects.get(mid="m_popped")
+    queue = get_queue("messenger_fast")
+    assert queue.connection.lrem(queue.key, 0, current_job_id(popped)) == 1  # BLPOP, then the worker dies
+
+    result = inbox_requeue(min_age=timedelta(0))
+    assert result.requeued == [popped.id]
+    assert result.skipped_alive == 1
+    popped.refresh_from_db()
+    assert current_job_id(popped) in queue.get_job_ids() and len(queue.get_job_ids()) == 2
+    assert inbox_requeue(min_age=timedelta(0)).requeued == []
 
 
 def test_requeue_command_reports_redis_down():
