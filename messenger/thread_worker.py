@@ -100,6 +100,13 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
         super().bootstrap(*args, **kwargs)
         # messenger.jobs records this name on the rows it processes; put_back_inflight looks for it.
         os.environ["RQ_WORKER_ID"] = self.name
+        # rq forks its scheduler right after this: it must inherit neither an open PostgreSQL
+        # connection (its exit would end the server session under us) nor running job threads (a
+        # lock one of them held would stay held in the child), so the threads start with the first
+        # dequeue (:meth:`_start_threads`).
+        connections.close_all()
+
+    def _start_threads(self) -> None:
         for number in range(self.concurrency):
             thread = threading.Thread(target=self._job_thread, name=f"messenger-job-{number}", daemon=True)
             thread.start()
@@ -119,6 +126,8 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
         drop a job already taken off its queue. Each round (at most :data:`_SLOT_WAIT_S`) also keeps
         the running jobs' records alive in rq's registries.
         """
+        if not self._threads:
+            self._start_threads()
         while not self._free_slots.acquire(timeout=_SLOT_WAIT_S):
             self._beat_running()
             if self._stop_requested:

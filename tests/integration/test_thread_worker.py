@@ -54,7 +54,11 @@ def test_default_worker_class_is_the_thread_worker(fake, workers):
     env = process_env(fake)
     env.pop("MESSENGER_WORKER_CONCURRENCY", None)
     worker = workers(env)
-    wait_until(lambda: "messenger.worker.ready" in worker.output(), 30, message="the worker to be ready")
+    wait_until(
+        lambda: "messenger.worker.ready" in worker.output() and "messenger.worker.threads" in worker.output(),
+        30,
+        message="the worker to be ready and its threads started",
+    )
     assert "worker_class=MessengerThreadWorker" in worker.output(), worker.output()
     assert "concurrency=16" in worker.output(), worker.output()
 

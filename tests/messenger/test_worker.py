@@ -124,3 +124,23 @@ def test_rq_logging_level_is_rqworkers_unless_log_level_is_quieter(settings, ask
 
     settings.LOG_LEVEL = log_level
     assert _rq_logging_level(asked) == used
+
+
+def test_thread_worker_forks_its_scheduler_without_a_connection_or_job_threads():
+    """rq forks the scheduler right after bootstrap: by then the thread worker has closed its
+    PostgreSQL connection and started no job thread; the threads start with the first dequeue."""
+    import threading
+
+    from django.db import connection
+
+    from messenger.thread_worker import MessengerThreadWorker
+
+    worker = make_worker(MessengerThreadWorker, name="w-threads")
+    worker.bootstrap()
+    assert connection.connection is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("messenger-job-")]
+    worker._stop_requested = True  # the first dequeue returns at once, after starting the threads
+    assert worker.dequeue_job_and_maintain_ttl(1) is None
+    assert len([t for t in threading.enumerate() if t.name.startswith("messenger-job-")]) == worker.concurrency
+    worker.teardown()
+    assert not [t for t in threading.enumerate() if t.name.startswith("messenger-job-") and t.is_alive()]
