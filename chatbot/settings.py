@@ -198,7 +198,11 @@ MESSENGER_SHUTDOWN_TIMEOUT_MS = env.int("MESSENGER_SHUTDOWN_TIMEOUT_MS", default
 # Messages one worker process answers at once (messenger.thread_worker: one thread each). Each thread
 # holds a PostgreSQL connection except while it waits on a slow model: processes x (this + 1) is the
 # most a worker fleet opens (with the rules engine), to fit under the server's max_connections.
-MESSENGER_WORKER_CONCURRENCY = env.int("MESSENGER_WORKER_CONCURRENCY", default=16)
+# On SQLite (the development default) one: it takes one writer at a time, and threads would only queue
+# on its lock.
+MESSENGER_WORKER_CONCURRENCY = env.int(
+    "MESSENGER_WORKER_CONCURRENCY", default=1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 16
+)
 MESSENGER_HISTORY_LIMIT = env.int("MESSENGER_HISTORY_LIMIT", default=10)
 MESSENGER_CONVERSATION_TTL_SECONDS = env.int("MESSENGER_CONVERSATION_TTL_SECONDS", default=3600)
 # Largest webhook body accepted, in bytes; larger bodies get 413 before they are read.

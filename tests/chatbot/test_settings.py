@@ -69,3 +69,24 @@ def test_database_pool_shares_a_bounded_set_of_connections_between_threads():
 
     assert 1 <= distinct_backends(DATABASE_POOL_MAX_SIZE="3") <= 3
     assert distinct_backends() == 12
+
+
+def test_worker_concurrency_defaults_to_16_on_postgresql_and_1_on_sqlite():
+    """The thread worker's default: 16 messages at once on PostgreSQL; 1 on SQLite (one writer at a time)."""
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.MESSENGER_WORKER_CONCURRENCY)"
+    )
+
+    def concurrency(url: str, **env: str) -> int:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MESSENGER_", "DATABASE_"))}
+        base.update(DJANGO_SETTINGS_MODULE="chatbot.settings", DATABASE_URL=url, **env)
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout.split()[-1])
+
+    assert concurrency("postgres://root@127.0.0.1:5432/postgres") == 16
+    assert concurrency("sqlite:///:memory:") == 1
+    assert concurrency("sqlite:///:memory:", MESSENGER_WORKER_CONCURRENCY="4") == 4
