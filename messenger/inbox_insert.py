@@ -21,7 +21,8 @@ where the signal's receiver swallowed the error; with values built by
 own INSERT fails too.
 
 The values go through each field's ``get_db_prep_save`` as the ORM's would, so JSON, datetimes and
-defaults are stored exactly as ``Model.save`` stores them.
+defaults are stored exactly as ``Model.save`` stores them. On other databases (SQLite, the development
+default) the same rows and events are kept through the ORM in one transaction instead.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 
-from django.db import connection, models
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Field, Model
+from django.utils import timezone
 
 from messenger.models import InboundMessage
 from observability.models import Event
@@ -102,6 +104,8 @@ def inbox_insert(
         raise ValueError("one event per row")
     if not rows:
         return []
+    if connection.vendor != "postgresql":
+        return _insert_portable(rows=rows, events=events, since=since)
     sql, row_fields, event_fields = _statement(len(rows), connection.vendor)
     params: list = []
     for row in rows:
@@ -121,4 +125,27 @@ def inbox_insert(
         row._state.adding = False
         row._state.db = connection.alias
         kept.append(row)
+    return kept
+
+
+def _insert_portable(
+    *, rows: Sequence[InboundMessage], events: Sequence[Event], since: Sequence[datetime | None]
+) -> list[InboundMessage]:
+    """The same through the ORM, for databases other than PostgreSQL (SQLite in development): one
+    transaction, a savepoint per row so a redelivered mid is skipped, then the kept rows' events."""
+    kept: list[InboundMessage] = []
+    recorded: list[Event] = []
+    with transaction.atomic():
+        for row, event, start in zip(rows, events, since, strict=True):
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except IntegrityError:
+                continue
+            kept.append(row)
+            event.inbound_id = row.pk
+            if start is not None:
+                event.latency_ms = max(0.0, (timezone.now() - start).total_seconds() * 1000)
+            recorded.append(event)
+        Event.objects.bulk_create(recorded)
     return kept

@@ -97,3 +97,19 @@ def test_one_event_per_row_is_required():
     with pytest.raises(ValueError, match="one event per row"):
         inbox_insert(rows=[_row("m_a"), _row("m_b")], events=[_event(_row("m_a"))], since=[None])
     assert InboundMessage.objects.count() == 0
+
+
+def test_other_databases_keep_the_same_rows_and_events_through_the_orm():
+    """The portable path (SQLite in development): new rows kept with one event each and their latency,
+    a redelivered mid skipped without an error or an event."""
+    from messenger.inbox_insert import _insert_portable
+
+    inbox_insert(rows=[_row("m_old")], events=[_event(_row("m_old"))], since=[None])
+    rows = [_row("m_old"), _row("m_new")]
+    since = timezone.now() - timedelta(seconds=1)
+    kept = _insert_portable(rows=rows, events=[_event(r) for r in rows], since=[since, since])
+    assert [r.mid for r in kept] == ["m_new"] and kept[0].pk is not None
+    assert InboundMessage.objects.filter(mid__in=["m_old", "m_new"]).count() == 2
+    [event] = Event.objects.filter(inbound_id=kept[0].pk)
+    assert event.event_type == Event.Type.MESSAGE_RECEIVED and 1000 <= event.latency_ms < 10_000
+    assert Event.objects.filter(mid="m_old").count() == 1
