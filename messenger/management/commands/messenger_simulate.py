@@ -4,7 +4,8 @@ The message goes through the real V2 path: a body shaped as Facebook sends it, s
 secret, POSTed to ``/messenger/v2/webhook`` through Django's URL routing and middleware (in
 process, with Django's test client), kept in the inbox; it is then answered in this process by the
 same pipeline a worker runs, with sends forced to dry-run, and the replies are printed. The job the
-webhook queued finds the message answered and does nothing.
+webhook queued finds the message answered and does nothing; when a running worker takes the message
+first, the command waits for that worker's answer and prints it instead.
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ class Command(BaseCommand):
             inbound = InboundMessage.objects.filter(mid=mid).first()
             if inbound is None:
                 raise CommandError("The webhook did not keep the message.")
-            sender_drain(inbound_id=inbound.id, worker_name="messenger_simulate")
+            outcome = sender_drain(inbound_id=inbound.id, worker_name="messenger_simulate")
 
+        if outcome == "left-to-holder":
+            # A running worker took the sender first (its job was queued by the same webhook call):
+            # its answer is the one to show.
+            self._wait_until_final(inbound)
         inbound.refresh_from_db()
         parts = list(inbound.parts.order_by("position"))
         if options["json"]:
@@ -92,3 +97,11 @@ class Command(BaseCommand):
             reason = f": {inbound.status_reason}" if inbound.status_reason else ""
             self.stdout.write(f"(no reply: {inbound.get_status_display()}{reason})")
         self.stdout.write(self.style.HTTP_INFO(f"[{inbound.status}; intent={inbound.intent or '-'}; dry-run]"))
+
+    def _wait_until_final(self, inbound: InboundMessage) -> None:
+        deadline = time.monotonic() + settings.MESSENGER_PROCESSING_TIMEOUT_MS / 1000 + 15
+        while time.monotonic() < deadline:
+            inbound.refresh_from_db(fields=["status"])
+            if inbound.status in InboundMessage.FINAL_STATUSES:
+                return
+            time.sleep(0.1)

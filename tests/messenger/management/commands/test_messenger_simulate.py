@@ -56,3 +56,32 @@ def test_render_part_shows_text_buttons_cards_and_quick_replies():
         {"title": "Card", "subtitle": "sub", "buttons": [{"title": "Go", "payload": "GO"}]},
     ]}}}
     assert render_part(card) == ["  | Card - sub", "  |   [Go] -> GO"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_message_a_running_worker_took_first_is_shown_once_that_worker_answers(monkeypatch):
+    """A running worker held the sender first (its job was queued by the same webhook call): the
+    command waits for that worker's answer and prints it, instead of "no reply: Queued"."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    from messenger.management.commands import messenger_simulate as command
+    from messenger.pipeline import sender_drain
+
+    def worker_took_it(*, inbound_id, worker_name):
+        def answer():
+            time.sleep(0.3)
+            sender_drain(inbound_id=inbound_id, worker_name="a-running-worker")
+            connections.close_all()
+
+        threading.Thread(target=answer).start()
+        return "left-to-holder"
+
+    monkeypatch.setattr(command, "sender_drain", worker_took_it)
+    output = _simulate("hello", "--psid", "1000000000000043")
+    row = InboundMessage.objects.get(psid="1000000000000043")
+    assert row.worker_name == "a-running-worker" and row.status == InboundMessage.Status.ANSWERED
+    assert output.startswith("you> hello\nbot> ")
+    assert f"[answered; intent={row.intent}; dry-run]" in output
