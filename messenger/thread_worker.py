@@ -40,7 +40,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 
@@ -50,7 +49,7 @@ from rq.timeouts import BaseDeathPenalty
 from rq.worker import SimpleWorker, WorkerStatus
 
 from messenger.ordering import drains_wind_down, leases_revoke, sends_settle
-from messenger.worker import EXIT_CODE_JOB_ABANDONED, MessengerWorkerMixin
+from messenger.worker import MessengerWorkerMixin
 
 logger = logging.getLogger("messenger.worker")
 
@@ -281,25 +280,4 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
         left = sends_settle(SENDS_SETTLE_S)
         if left:
             logger.warning("messenger.worker.sends-left-in-doubt", extra={"worker": self.name, "sends": left})
-        helper = threading.Thread(target=self._put_back_and_leave, name="messenger-put-back", daemon=True)
-        helper.start()
-        helper.join(timeout=max(5.0, settings.MESSENGER_LEASE_SECONDS))
-        logger.warning("messenger.worker.exit-abandoned-job", extra={"worker": self.name})
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_CODE_JOB_ABANDONED)
-
-    def _put_back_and_leave(self) -> None:
-        self.put_back_inflight()
-        try:
-            process = self.scheduler._process if self.scheduler else None
-            if process is not None and process.is_alive():
-                # os._exit skips rq's teardown: stop the scheduler child so it does not outlive us.
-                process.terminate()
-                process.join(timeout=2)
-            self.register_death()
-        except Exception as exc:  # noqa: BLE001 - rq expires a dead worker's key by itself; logged
-            logger.error(
-                "messenger.worker.deregister-failed", extra={"worker": self.name, "error": type(exc).__name__}
-            )
+        self.put_back_and_exit()

@@ -177,6 +177,34 @@ class MessengerWorkerMixin:
         finally:
             connections.close_all()
 
+    def put_back_and_exit(self) -> None:
+        """Put the messages in flight back, leave rq's registries tidy, flush the logs, exit the process
+        with ``EXIT_CODE_JOB_ABANDONED``: for a class whose jobs run in this process and can't be killed
+        apart from it. The DB work runs in a thread of its own: the main thread may be frozen in the
+        middle of a query on its connection."""
+        helper = threading.Thread(target=self._put_back_and_leave, name="messenger-put-back", daemon=True)
+        helper.start()
+        helper.join(timeout=max(5.0, settings.MESSENGER_LEASE_SECONDS))
+        logger.warning("messenger.worker.exit-abandoned-job", extra={"worker": self.name})
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CODE_JOB_ABANDONED)
+
+    def _put_back_and_leave(self) -> None:
+        self.put_back_inflight()
+        try:
+            process = self.scheduler._process if self.scheduler else None
+            if process is not None and process.is_alive():
+                # os._exit skips rq's teardown: stop the scheduler child so it does not outlive us.
+                process.terminate()
+                process.join(timeout=2)
+            self.register_death()
+        except Exception as exc:  # noqa: BLE001 - rq expires a dead worker's key by itself; logged
+            logger.error(
+                "messenger.worker.deregister-failed", extra={"worker": self.name, "error": type(exc).__name__}
+            )
+
 
 class MessengerWorker(MessengerWorkerMixin, Worker):
     """rq's forking worker with a time-limited warm shutdown and a recovery sweep (the default class)."""
@@ -323,25 +351,4 @@ class MessengerInProcessWorker(MessengerWorkerMixin, SimpleWorker):
         thread of its own: the main thread may be frozen in the middle of a query on its connection.
         """
         self._exit_lock.acquire()
-        helper = threading.Thread(target=self._put_back_and_leave, name="messenger-put-back", daemon=True)
-        helper.start()
-        helper.join(timeout=max(5.0, settings.MESSENGER_LEASE_SECONDS))
-        logger.warning("messenger.worker.exit-abandoned-job", extra={"worker": self.name})
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_CODE_JOB_ABANDONED)
-
-    def _put_back_and_leave(self) -> None:
-        self.put_back_inflight()
-        try:
-            process = self.scheduler._process if self.scheduler else None
-            if process is not None and process.is_alive():
-                # os._exit skips rq's teardown: stop the scheduler child so it does not outlive us.
-                process.terminate()
-                process.join(timeout=2)
-            self.register_death()
-        except Exception as exc:  # noqa: BLE001 - rq expires a dead worker's key by itself; logged
-            logger.error(
-                "messenger.worker.deregister-failed", extra={"worker": self.name, "error": type(exc).__name__}
-            )
+        self.put_back_and_exit()
