@@ -89,7 +89,6 @@ class MessengerThreadWorker(MessengerWorkerMixin, SimpleWorker):
         self._free_slots = threading.Semaphore(self.concurrency)
         self._running: dict[str, tuple] = {}  # execution id -> (job, execution)
         self._running_changed = threading.Condition()
-        self._in_dequeue = False
         self._beaten_at = 0.0
         self._exit_lock = threading.Lock()
 
