@@ -40,10 +40,11 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import requests
 
+from harness.loopback import LoopbackServer
 from harness.webhooks import PAGE_ID, encode, signed_headers
 
 MODES = ("ok", "5xx", "hang", "late")
@@ -94,8 +95,9 @@ def echo_body(received: Received, *, message_id: str, page_id: str = PAGE_ID) ->
     return {"object": "page", "entry": [{"id": page_id, "time": item["timestamp"], "messaging": [item]}]}
 
 
-class FakeGraph:
-    """The fake Send API and chat server; ``start()``/``stop()``, or use it as a context manager."""
+class FakeGraph(LoopbackServer):
+    """The fake Send API and chat server (its root ``url`` is ``CHATBOT_API_URL`` for the ``openai``
+    engine); ``start()``/``stop()``, or use it as a context manager."""
 
     def __init__(self, *, latency_s: float = 0.0) -> None:
         self.latency_s = latency_s
@@ -118,36 +120,16 @@ class FakeGraph:
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._seq = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 256
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-graph", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The server's root: ``CHATBOT_API_URL`` for the ``openai`` engine."""
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(self._handler_class(), name="fake-graph", backlog=256)
 
     @property
     def base_url(self) -> str:
         """``MESSENGER_GRAPH_API_URL`` for the project's Send API client."""
         return f"{self.url}/v25.0"
 
-    def start(self) -> FakeGraph:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self.chat_delay = self.latency_s = 0.0
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeGraph:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        super().stop()
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:

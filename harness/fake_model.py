@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from harness.loopback import LoopbackServer
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 
@@ -49,7 +51,7 @@ def _error(message: str, kind: str) -> dict:
     return {"error": {"message": message, "type": kind, "code": None}}
 
 
-class FakeModel:
+class FakeModel(LoopbackServer):
     """The fake model server; ``start()``/``stop()``, or use it as a context manager."""
 
     def __init__(self, *, delay_s: float = 1.0, api_key: str = "") -> None:
@@ -60,35 +62,16 @@ class FakeModel:
         self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 512
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-model", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(self._handler_class(), name="fake-model", backlog=512)
 
     @property
     def base_url(self) -> str:
         """``CHATBOT_API_URL`` for the ``openai`` engine (it appends ``/chat/completions``)."""
         return f"{self.url}/v1"
 
-    def start(self) -> FakeModel:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._stopped.set()  # requests still waiting answer at once
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeModel:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        super().stop()
 
     def reset_counts(self) -> None:
         with self._lock:
