@@ -9,10 +9,14 @@ client are the real ones.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import responses
 from rq import SimpleWorker
 
 from harness.rows import inbound_text_make
@@ -155,3 +159,22 @@ def assert_greeting_sent_to(body: dict, psid: str) -> None:
         },
     }
     assert body["message"]["text"] in GREETING["answers"]
+
+
+@contextmanager
+def send_api_answering(psid: str, *, bodies: list[dict] | None = None) -> Iterator[responses.RequestsMock]:
+    """The Send API mocked as Facebook answers: a message gets a fresh id, a sender action an empty
+    success; each request body is appended to ``bodies`` when given."""
+    numbers = itertools.count(1)
+
+    def answer(request):
+        body = json.loads(request.body)
+        if bodies is not None:
+            bodies.append(body)
+        if "sender_action" in body:
+            return 200, {}, json.dumps({"recipient_id": psid})
+        return 200, {}, json.dumps({"recipient_id": psid, "message_id": f"m_out_{next(numbers)}"})
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_callback(responses.POST, GRAPH, callback=answer, content_type="application/json")
+        yield mock

@@ -13,12 +13,10 @@ round trips and 3 Send API calls (2 when the reply beat ``typing_on``).
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 
 import pytest
-import responses
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -27,7 +25,7 @@ from harness.rows import inbound_text_make
 from messenger.models import InboundMessage
 from messenger.pipeline import sender_drain
 from observability.models import Event
-from tests.messenger.helpers import GRAPH
+from tests.messenger.helpers import send_api_answering
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("page_token")]
 
@@ -70,16 +68,7 @@ REDIS = [
 @pytest.fixture
 def send_api_mock():
     """The Send API: a message gets a fresh id (as Facebook's), a sender action an empty success."""
-    numbers = itertools.count(1)
-
-    def answer(request):
-        body = json.loads(request.body)
-        if "sender_action" in body:
-            return 200, {}, json.dumps({"recipient_id": PSID})
-        return 200, {}, json.dumps({"recipient_id": PSID, "message_id": f"m_out_{next(numbers)}"})
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add_callback(responses.POST, GRAPH, callback=answer, content_type="application/json")
+    with send_api_answering(PSID) as mock:
         yield mock
 
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import time
 
 import pytest
-import responses
 from django.test import override_settings
 
 from engine.types import Reply
@@ -18,7 +15,7 @@ from messenger.models import InboundMessage
 from messenger.pipeline import sender_drain
 from messenger.send_api import SendResult
 from messenger.sender_actions import sender_actions
-from tests.messenger.helpers import GRAPH
+from tests.messenger.helpers import send_api_answering
 
 PSID = "1256217357730577"
 
@@ -26,18 +23,8 @@ PSID = "1256217357730577"
 @pytest.fixture
 def send_api_calls():
     """The Send API mocked: a message gets a fresh id; yields the bodies of every call, in order."""
-    numbers = itertools.count(1)
     bodies: list[dict] = []
-
-    def answer(request):
-        body = json.loads(request.body)
-        bodies.append(body)
-        if "sender_action" in body:
-            return 200, {}, json.dumps({"recipient_id": PSID})
-        return 200, {}, json.dumps({"recipient_id": PSID, "message_id": f"m_out_{next(numbers)}"})
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add_callback(responses.POST, GRAPH, callback=answer, content_type="application/json")
+    with send_api_answering(PSID, bodies=bodies):
         yield bodies
 
 
